@@ -1,0 +1,5 @@
+import sys
+
+from dcctl.cli.app import main
+
+sys.exit(main())

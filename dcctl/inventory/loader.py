@@ -91,7 +91,10 @@ def _validate(
         return None
 
 
-def _ids(items: Iterable[Any]) -> set[str]:
+def _ids(items: Any) -> set[str]:
+    """The ids written in a list of mappings, whatever else the list holds."""
+    if not isinstance(items, list):
+        return set()
     return {item["id"] for item in items if isinstance(item, dict) and isinstance(item.get("id"), str)}
 
 
@@ -129,9 +132,14 @@ class _Loader:
                 source=SourceRange(display),
             )
             return b""
+        self.load_document(raw, display)
+        return raw
+
+    def load_document(self, raw: bytes, display: str) -> None:
+        """Parse one file's bytes and add its sections to the inventory."""
         data = load_yaml(display, raw, self.diags)
         if data is None:
-            return raw
+            return
         here = SourceRange(display, 1, 1)
         if not isinstance(data, dict):
             self.diags.error(
@@ -140,7 +148,7 @@ class _Loader:
                 hint=f"start with one of: {', '.join(s + ':' for s in SECTIONS)}",
                 source=here,
             )
-            return raw
+            return
         self.inv.secret_keys.extend(strip_secrets(data))
         src = src_of(data)
         for key, value in data.items():
@@ -156,12 +164,11 @@ class _Loader:
                 )
             elif key in SECTIONS:
                 self.section(key, value, src.at(key) if src else here)
-        return raw
 
     def section(self, name: str, value: Any, source: SourceRange) -> None:
         if name == "province":
             self.province_written = True
-            self.note_seen("city", _ids(value.get("cities", []) if isinstance(value, dict) else []))
+            self.note_seen("city", _ids(value.get("cities") if isinstance(value, dict) else None))
             province = _validate(Province, value, source, self.diags, ("province",))
             if province is not None and self.unique("province", "province", source, "province"):
                 self.inv.province = province
@@ -172,7 +179,7 @@ class _Loader:
         if name == "catalog":
             if isinstance(value, dict):
                 for kind in ("flavors", "images"):
-                    self.note_seen(kind[:-1], _ids(value.get(kind) or []))
+                    self.note_seen(kind[:-1], _ids(value.get(kind)))
             catalog = _validate(Catalog, value, source, self.diags, ("catalog",))
             if catalog is not None:
                 self.inv.catalogs.append(catalog)
@@ -204,9 +211,9 @@ class _Loader:
         if not isinstance(item, dict):
             return
         if section == "data_centers":
-            self.note_seen("backend", _ids(item.get("backends") or []))
+            self.note_seen("backend", _ids(item.get("backends")))
         else:
-            self.note_seen("workload", _ids(item.get("workloads") or []))
+            self.note_seen("workload", _ids(item.get("workloads")))
 
     def add_data_center(self, dc: DataCenter) -> None:
         if not self.unique("data_center", dc.id, dc.where(), "data center"):
@@ -263,7 +270,7 @@ def load_inventory(path: str | Path) -> tuple[Inventory, Diagnostics]:
     inv = loader.inv
     inv.files = tuple(shown)
     inv.digest = digest.hexdigest()
-    if files and not loader.province_written:
+    if files and not loader.province_written and not diags.has_errors():
         diags.error(
             "province-missing",
             "no file of this inventory has a 'province' section",

@@ -186,14 +186,27 @@ class Flavor(InventoryObject):
 
 
 class Image(InventoryObject):
+    """A disk image, or a kernel and initrd booted directly (the lab's tiny guests)."""
+
     id: Id
     name: str = ""
-    source: str = Field(description="URL or local path of the image file")
+    source: str | None = Field(None, description="URL or local path of the disk image file")
     checksum: str | None = Field(
         None, pattern=r"^sha256:[0-9a-f]{64}$", description="sha256:<hex>, verified before use"
     )
     format: Literal["qcow2", "raw"] = "qcow2"
     min_disk_gb: int = Field(1, ge=1)
+    kernel: str | None = Field(None, description="direct kernel boot: path of the kernel on the host")
+    initrd: str | None = Field(None, description="direct kernel boot: path of the initrd on the host")
+    cmdline: str = Field("console=ttyS0", description="direct kernel boot: kernel command line")
+
+    @model_validator(mode="after")
+    def _boots_somehow(self) -> Image:
+        if self.source is None and self.kernel is None:
+            raise ValueError("an image needs a 'source' (disk image) or a 'kernel' (direct kernel boot)")
+        if (self.kernel is None) != (self.initrd is None):
+            raise ValueError("direct kernel boot needs both 'kernel' and 'initrd'")
+        return self
 
 
 class Catalog(InventoryObject):

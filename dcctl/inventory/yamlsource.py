@@ -28,6 +28,8 @@ MAX_FILE_BYTES = 64 * 1024 * 1024
 _Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _STR_TAG = "tag:yaml.org,2002:str"
 _MERGE_TAG = "tag:yaml.org,2002:merge"
+_SEQ_TAG = "tag:yaml.org,2002:seq"
+_MAP_TAG = "tag:yaml.org,2002:map"
 
 
 @dataclass(frozen=True)
@@ -125,6 +127,14 @@ class _Builder:
             return None
         if isinstance(node, ScalarNode):
             return self.scalar(node)
+        if node.tag not in (_SEQ_TAG, _MAP_TAG):
+            self.diags.error(
+                "yaml-bad-value",
+                f"unsupported YAML tag {node.tag}",
+                hint="inventories are plain YAML: remove the tag",
+                source=self.where(node),
+            )
+            return None
         if isinstance(node, SequenceNode):
             return [self.build(child, depth + 1) for child in node.value]
         if isinstance(node, MappingNode):

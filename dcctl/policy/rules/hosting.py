@@ -104,7 +104,7 @@ def legacy_awaiting(inv: Inventory, _standards: Standards) -> Iterator[Finding]:
             yield Finding(
                 f"legacy data center '{dc.id}' ({hosted} tenancies) awaits consolidation into {target}",
                 dc.where("legacy"),
-                hint=f"dcctl consolidate plan {dc.id}",
+                hint=f"move its tenancies to {target} (their 'hosted_in'), then remove it from the inventory",
                 address=f"dc:{dc.id}",
             )
 

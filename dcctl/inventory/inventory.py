@@ -39,7 +39,7 @@ class Inventory:
     backends: dict[str, tuple[DataCenter, Backend]] = field(default_factory=dict)
     tenancies: dict[str, Tenancy] = field(default_factory=dict)
     workloads: dict[str, tuple[Tenancy, Workload]] = field(default_factory=dict)
-    #: keys that look like credentials, found (and removed) while loading: (where, key)
+    #: credentials found (and removed) while loading: (where, what), never the secret itself
     secret_keys: list[tuple[SourceRange, str]] = field(default_factory=list)
     #: ids written in the files per kind, including objects that failed validation (to avoid cascades of
     #: "unknown reference" errors when the referenced object merely had a typo of its own).
@@ -51,11 +51,20 @@ class Inventory:
         return [b for b in dc.backends if zone in b.zones] if dc else []
 
     def candidate_backends(self, tenancy: Tenancy, workload: Workload) -> list[Backend]:
-        """Where a workload may run: its pinned backend, or every backend of its data center serving its zone."""
+        """Where a workload asks to run: its pinned backend, or every backend of its data center serving its zone."""
         if workload.backend is not None:
             found = self.backends.get(workload.backend)
             return [found[1]] if found else []
         return self.serving(tenancy.hosted_in, tenancy.zone)
+
+    def eligible_backends(self, tenancy: Tenancy, workload: Workload) -> list[Backend]:
+        """Where a workload may be placed: candidates in its zone, rated at its MLPS level or above, and a dedicated
+        pool exactly when it is a level-4 system. Policy rules and the engine's placement both use this."""
+        return [
+            b
+            for b in self.candidate_backends(tenancy, workload)
+            if tenancy.zone in b.zones and b.level >= workload.mlps_level and b.dedicated == (workload.mlps_level >= 4)
+        ]
 
     def tenancies_in(self, dc_id: str) -> Iterator[Tenancy]:
         return (t for t in self.tenancies.values() if t.hosted_in == dc_id)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import os
+import re
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -28,6 +29,7 @@ YAML_SUFFIXES = (".yaml", ".yml")
 M = TypeVar("M", bound=BaseModel)
 
 _SECRET_WORDS = ("password", "passwd", "secret", "token", "private_key", "api_key", "apikey", "access_key")
+_URL_CREDENTIAL = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://[^/@\s:]+:([^/@\s]+)@")
 
 
 def is_secret_key(key: str) -> bool:
@@ -36,17 +38,25 @@ def is_secret_key(key: str) -> bool:
 
 
 def strip_secrets(data: Any) -> list[tuple[SourceRange, str]]:
-    """Remove credential-looking keys from constructed YAML, returning where they were (for the secrets rule)."""
+    """Remove credentials from constructed YAML: keys that name one are dropped, passwords inside URLs are blanked.
+    Returns where each was and what it was (for the secrets rule), never the secret itself."""
     found: list[tuple[SourceRange, str]] = []
     stack = [data]
     while stack:
         cur = stack.pop()
         if isinstance(cur, dict):
             src = src_of(cur)
-            for key in [k for k in cur if k != SRC_KEY and is_secret_key(k)]:
-                found.append((src.at(key) if src else SourceRange(""), key))
-                del cur[key]
-            stack.extend(v for k, v in cur.items() if k != SRC_KEY)
+            for key in [k for k in cur if k != SRC_KEY]:
+                where = src.at(key) if src else SourceRange("")
+                value = cur[key]
+                if is_secret_key(key):
+                    found.append((where, f"'{key}' looks like a credential"))
+                    del cur[key]
+                elif isinstance(value, str) and (match := _URL_CREDENTIAL.match(value)):
+                    found.append((where, f"the URL in '{key}' carries a password"))
+                    cur[key] = value[: match.start(1)] + "REDACTED" + value[match.end(1) :]
+                else:
+                    stack.append(value)
         elif isinstance(cur, list):
             stack.extend(cur)
     return found

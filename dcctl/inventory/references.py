@@ -93,7 +93,10 @@ def check_references(inv: Inventory, diags: Diagnostics) -> None:
                         "ref-backend-elsewhere",
                         f"workload '{w.id}' is pinned to backend '{w.backend}' of data center '{owner.id}', "
                         f"but its tenancy is hosted in '{hosting.id}'",
-                        hint="pin it to one of: " + (", ".join(b.id for b in hosting.backends) or "(no backends)"),
+                        hint="pin it to one of: "
+                        + (
+                            ", ".join(b.id for b in hosting.backends if t.zone in b.zones) or "(no backend in its zone)"
+                        ),
                         source=w.where("backend"),
                     )
             if w.dr is not None:

@@ -39,10 +39,11 @@ def retention(inv: Inventory, standards: Standards) -> Iterator[Finding]:
 def no_secrets(inv: Inventory, _standards: Standards) -> Iterator[Finding]:
     """Inventories are shared, reviewed and kept in version control; a password, token or secret written there is
     leaked to everyone who can read the repository. Credentials belong in clouds.yaml (OS_CLIENT_CONFIG_FILE), in SSH
-    keys referenced by path, or in environment variables. Any key that names a credential is refused and ignored."""
-    for where, key in inv.secret_keys:
+    keys referenced by path, or in environment variables. Any key that names a credential, and any URL with a
+    password in it, is refused (and never copied into dcctl's state, logs or reports)."""
+    for where, what in inv.secret_keys:
         yield Finding(
-            f"'{key}' looks like a credential; dcctl never reads secrets from an inventory",
+            f"{what}; dcctl never reads secrets from an inventory",
             where,
             hint="remove it: OpenStack credentials go in clouds.yaml (cloud: <name>), SSH uses key files, "
             "anything else an environment variable",

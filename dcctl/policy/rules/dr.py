@@ -20,7 +20,7 @@ from dcctl.standards import Standards
 def dr_site_provincial(inv: Inventory, _standards: Standards) -> Iterator[Finding]:
     """Important city data is backed up at the provincial DR site (省级灾备中心), so the province must name exactly
     that site: a provincial-tier data center with `role: dr`, not legacy, with at least one backend to receive the
-    replicas."""
+    replicas in every zone whose systems replicate to it (an intranet replica never lands on an extranet backend)."""
     p = inv.province
     if p is None:
         return
@@ -36,6 +36,13 @@ def dr_site_provincial(inv: Inventory, _standards: Standards) -> Iterator[Findin
         problems.append("it is legacy")
     if not dc.backends:
         problems.append("it has no backends to hold replicas")
+    else:
+        served = {z for b in dc.backends for z in b.zones}
+        needed = {t.zone for t, w in inv.workloads.values() if w.dr is not None}
+        problems.extend(
+            f"it has no {zone.value} backend for the {zone.value} systems that replicate to it"
+            for zone in sorted(needed - served)
+        )
     if problems:
         yield Finding(
             f"province.dr_site '{dc.id}' is not a usable provincial DR site: " + "; ".join(problems),

@@ -32,11 +32,12 @@ def _valid_hosts(inv: Inventory, city: str | None) -> list[DataCenter]:
 def own_city_or_province(inv: Inventory, _standards: Standards) -> Iterator[Finding]:
     """County governments build no data centers: each county (or district, or department without capacity of its
     own) is hosted as a tenancy in its own city's data center or in the provincial one (县级政府原则上不建数据中心，
-    依托市级或省级数据中心托管). A tenancy in another city's data center, or in the DR site, breaks the two-tier model.
-    Tenancies still running in a legacy data center are reported by dc-legacy-awaiting-consolidation instead."""
+    依托市级或省级数据中心托管). A tenancy in another city's data center, or in the DR site, breaks the two-tier model;
+    a provincial department (a tenancy without a city) belongs in the provincial data center. A tenancy still running
+    in a legacy data center must at least be in its own city's."""
     for t in inv.tenancies.values():
         dc = inv.data_centers.get(t.hosted_in)
-        if dc is None or dc.legacy:
+        if dc is None:
             continue
         if t.kind in (TenancyKind.COUNTY, TenancyKind.DISTRICT) and t.city is None:
             yield Finding(
@@ -45,21 +46,25 @@ def own_city_or_province(inv: Inventory, _standards: Standards) -> Iterator[Find
                 hint="add 'city: <city id>' so dcctl can check where it may be hosted",
             )
             continue
-        if dc.role is DataCenterRole.DR:
-            ok = False
+        if dc.legacy and dc.city == t.city:
+            continue  # still where it always ran; dc-legacy-awaiting-consolidation reports it
+        if dc.role is DataCenterRole.DR and not dc.legacy:
+            problem = "is hosted in the DR site, which holds replicas, not production tenancies"
         elif dc.tier is Tier.PROVINCIAL:
-            ok = True
+            continue
+        elif t.city is None:
+            problem = f"has no city (a provincial department) but is hosted in {dc.tier.value} data center '{dc.id}'"
+        elif dc.city != t.city:
+            problem = f"of city '{t.city}' is hosted in '{dc.id}', which serves city '{dc.city}'"
         else:
-            ok = dc.tier is Tier.MUNICIPAL and (t.city is None or dc.city == t.city)
-        if not ok:
-            allowed = ", ".join(d.id for d in _valid_hosts(inv, t.city)) or "(none defined)"
-            what = "the DR site" if dc.role is DataCenterRole.DR else f"'{dc.id}' (city {dc.city})"
-            yield Finding(
-                f"tenancy '{t.id}' of city '{t.city}' is hosted in {what}",
-                t.where("hosted_in"),
-                hint=f"host it in its own city's data center or the provincial one: {allowed}",
-                address=f"tenancy:{t.id}",
-            )
+            continue
+        allowed = ", ".join(d.id for d in _valid_hosts(inv, t.city)) or "(none defined)"
+        yield Finding(
+            f"tenancy '{t.id}' {problem}",
+            t.where("hosted_in"),
+            hint=f"host it in its own city's data center or the provincial one: {allowed}",
+            address=f"tenancy:{t.id}",
+        )
 
 
 @rule("dc-no-new-county-dc", Severity.ERROR, "No new county or department data centers", PLAN)
@@ -112,11 +117,15 @@ def legacy_awaiting(inv: Inventory, _standards: Standards) -> Iterator[Finding]:
 @rule("dc-legacy-target", Severity.ERROR, "A legacy data center names a valid consolidation target", PLAN)
 def legacy_target(inv: Inventory, _standards: Standards) -> Iterator[Finding]:
     """A legacy data center must say where it goes: a non-legacy production data center of its own city, or the
-    provincial one. Without a target its consolidation cannot be planned."""
+    provincial one; a legacy city DR site goes to the provincial DR site (or the provincial data center). Without a
+    target its consolidation cannot be planned."""
+    dr_site = inv.dr_site
     for dc in inv.data_centers.values():
         if not dc.legacy:
             continue
         allowed = [d for d in _valid_hosts(inv, dc.city) if d.id != dc.id]
+        if dc.role is DataCenterRole.DR and dr_site is not None:
+            allowed.insert(0, dr_site)
         names = ", ".join(d.id for d in allowed) or "(none defined)"
         if dc.consolidate_into is None:
             yield Finding(

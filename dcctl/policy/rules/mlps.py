@@ -60,14 +60,15 @@ def dr_required(inv: Inventory, standards: Standards) -> Iterator[Finding]:
 )
 def platform_level(inv: Inventory, _standards: Standards) -> Iterator[Finding]:
     """The cloud extension of MLPS 2.0: a cloud platform may not host business systems of a higher protection level
-    than its own. A workload's backend (pinned, or at least one of those it may be placed on) must be rated at the
-    workload's level or above."""
+    than its own. A pinned workload's backend must be rated at the workload's level or above; an unpinned workload
+    is placed only on such backends, so at least one of its zone must exist in its data center."""
     for t, w in inv.workloads.values():
-        candidates = inv.candidate_backends(t, w)
+        candidates = [b for b in inv.candidate_backends(t, w) if t.zone in b.zones]
         if candidates and not any(b.level >= w.mlps_level for b in candidates):
             best = max(b.level for b in candidates)
+            where = f"backend '{w.backend}' is" if w.backend else f"the {t.zone.value} backends of '{t.hosted_in}' are"
             yield Finding(
-                f"workload '{w.id}' is MLPS level {w.mlps_level}, but its backends are rated at most level {best}",
+                f"workload '{w.id}' is MLPS level {w.mlps_level}, but {where} rated at most level {best}",
                 w.where("backend" if w.backend else "mlps_level"),
                 hint="place it on a backend rated at its level or above, or re-grade the platform",
                 address=f"workload:{w.id}",
@@ -77,20 +78,28 @@ def platform_level(inv: Inventory, _standards: Standards) -> Iterator[Finding]:
 @rule(
     "mlps-l4-dedicated-pool",
     Severity.ERROR,
-    "Level 4 systems run on a dedicated resource pool",
+    "Level 4 systems run on a dedicated resource pool, and only they do",
     "GB/T 22239-2019 云计算安全扩展要求 (第四级: 应为第四级业务应用系统划分独立的资源池)",
 )
 def dedicated_pool(inv: Inventory, standards: Standards) -> Iterator[Finding]:
-    """At level 4 the cloud extension requires an independent resource pool for the level-4 business systems. A
-    level 4 workload must be placed only on backends marked `dedicated: true`."""
+    """At level 4 the cloud extension requires an independent resource pool for the level-4 business systems. A level 4
+    workload is placed only on backends marked `dedicated: true` (rated level 4), and a dedicated pool hosts nothing
+    else: a lower-level system pinned to it would share the pool the standard keeps apart."""
     for t, w in inv.workloads.values():
-        if not standards.mlps_level(w.mlps_level).dedicated_pool:
-            continue
-        candidates = inv.candidate_backends(t, w)
-        if candidates and not any(b.dedicated and b.level >= w.mlps_level for b in candidates):
+        needs_pool = standards.mlps_level(w.mlps_level).dedicated_pool
+        candidates = [b for b in inv.candidate_backends(t, w) if t.zone in b.zones]
+        if needs_pool and candidates and not any(b.dedicated and b.level >= w.mlps_level for b in candidates):
             yield Finding(
-                f"workload '{w.id}' is MLPS level 4 but no dedicated level-4 pool is available to it",
+                f"workload '{w.id}' is MLPS level {w.mlps_level} but no dedicated level-4 pool is available to it",
                 w.where("backend" if w.backend else "mlps_level"),
                 hint="pin it ('backend:') to a backend with 'dedicated: true' and 'level: 4'",
+                address=f"workload:{w.id}",
+            )
+        if not needs_pool and w.backend is not None and candidates and candidates[0].dedicated:
+            yield Finding(
+                f"workload '{w.id}' (MLPS level {w.mlps_level}) is pinned to '{w.backend}', a pool dedicated to "
+                "level-4 systems",
+                w.where("backend"),
+                hint="pin it to a shared backend of its zone, or leave 'backend:' out to be placed",
                 address=f"workload:{w.id}",
             )

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 from dcctl.diagnostics import Severity
 from dcctl.inventory import Inventory
-from dcctl.inventory.model import LibvirtBackend, OpenStackBackend
+from dcctl.inventory.model import LibvirtBackend, Network, OpenStackBackend
 from dcctl.policy.rule import Finding, rule
 from dcctl.standards import Standards
 
@@ -87,3 +87,42 @@ def zone_backend(inv: Inventory, _standards: Standards) -> Iterator[Finding]:
                     hint=f"pin it to a backend serving the {t.zone.value}",
                     address=f"workload:{w.id}",
                 )
+
+
+@rule(
+    "net-cidr-overlap",
+    Severity.ERROR,
+    "Networks that could meet do not overlap",
+    "GB/T 22239-2019 安全通信网络 › 网络架构 (划分网络区域并分配地址)",
+)
+def cidr_overlap(inv: Inventory, _standards: Standards) -> Iterator[Finding]:
+    """MLPS 2.0 asks that network areas be divided and addressed for management and control. Two networks of one
+    tenancy must not overlap (a server on both could not route), and two routed or NAT networks in one data center
+    must not overlap (the host would hold two routes to the same addresses). Isolated networks of different tenancies
+    may reuse addresses: nothing connects them."""
+    for t in inv.tenancies.values():
+        nets = list(t.networks)
+        for i, a in enumerate(nets):
+            for b in nets[i + 1 :]:
+                if a.cidr.version == b.cidr.version and a.cidr.overlaps(b.cidr):
+                    yield Finding(
+                        f"networks '{a.id}' ({a.cidr}) and '{b.id}' ({b.cidr}) of tenancy '{t.id}' overlap",
+                        b.where("cidr"),
+                        hint="give each network of a tenancy its own address range",
+                        address=f"tenancy:{t.id}",
+                    )
+    routed: dict[str, list[tuple[str, Network]]] = defaultdict(list)
+    for t in inv.tenancies.values():
+        for n in t.networks:
+            if n.mode != "isolated":
+                routed[t.hosted_in].append((t.id, n))
+    for dc_id, nets_in_dc in routed.items():
+        for i, (ta, a) in enumerate(nets_in_dc):
+            for tb, b in nets_in_dc[i + 1 :]:
+                if ta != tb and a.cidr.version == b.cidr.version and a.cidr.overlaps(b.cidr):
+                    yield Finding(
+                        f"{b.mode} network '{tb}/{b.id}' ({b.cidr}) overlaps '{ta}/{a.id}' ({a.cidr}) in '{dc_id}'",
+                        b.where("cidr"),
+                        hint="routed and NAT networks of one data center need distinct address ranges",
+                        address=f"tenancy:{tb}",
+                    )

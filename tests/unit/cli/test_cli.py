@@ -96,3 +96,15 @@ def test_console_script_runs_as_a_process() -> None:
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["valid"] is True
     assert proc.stderr == ""
+
+
+def test_secrets_never_reach_the_output(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    bad = CASES / "policy" / "secrets-not-in-inventory"
+    for overlay in ("bad", "bad-url"):
+        for f in (bad / overlay).iterdir():
+            (tmp_path / f.name).write_text(f.read_text())
+    assert main(["validate", str(tmp_path), "--json"]) == exitcodes.ERROR
+    out = capsys.readouterr().out
+    assert "secrets-not-in-inventory" in out
+    assert "hunter2" not in out
+    assert "s3cr3t" not in out

@@ -46,17 +46,33 @@ def test_every_rule_has_a_case() -> None:
     assert {p.name for p in CASE_DIRS} == set(RULES)
 
 
-@pytest.mark.parametrize("case", CASE_DIRS, ids=lambda p: p.name)
-def test_rule_violated(case: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    found = _run(case, "bad", tmp_path, monkeypatch)
-    assert found == _expected(case / "expected.txt")
+def _variants(prefix: str) -> list[tuple[Path, str]]:
+    """(case, variant) for every ``bad``/``bad-<name>`` (or ``good``…) overlay directory."""
+    return [
+        (case, v.name)
+        for case in CASE_DIRS
+        for v in sorted(case.iterdir())
+        if v.is_dir() and v.name.split("-")[0] == prefix
+    ]
+
+
+def _expected_for(case: Path, variant: str) -> set[str]:
+    """bad → expected.txt, bad-x → expected-x.txt, good → expected-good.txt (absent: nothing expected)."""
+    name = "expected.txt" if variant == "bad" else f"expected-{variant.removeprefix('bad-')}.txt"
+    return _expected(case / name)
+
+
+@pytest.mark.parametrize(("case", "variant"), _variants("bad"), ids=lambda x: x.name if isinstance(x, Path) else x)
+def test_rule_violated(case: Path, variant: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    found = _run(case, variant, tmp_path, monkeypatch)
+    assert found == _expected_for(case, variant)
     assert any(f"[{case.name}]" in line for line in found)
 
 
-@pytest.mark.parametrize("case", CASE_DIRS, ids=lambda p: p.name)
-def test_rule_respected(case: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    found = _run(case, "good", tmp_path, monkeypatch)
-    assert found == _expected(case / "expected-good.txt")
+@pytest.mark.parametrize(("case", "variant"), _variants("good"), ids=lambda x: x.name if isinstance(x, Path) else x)
+def test_rule_respected(case: Path, variant: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    found = _run(case, variant, tmp_path, monkeypatch)
+    assert found == _expected_for(case, variant)
 
 
 @pytest.mark.parametrize("rule_id", sorted(RULES))

@@ -10,7 +10,7 @@ import typer
 
 from dcctl import __version__
 from dcctl.cli import exitcodes
-from dcctl.cli.commands import policy, schema, validate
+from dcctl.cli.commands import engine, lock, policy, schema, validate
 from dcctl.errors import DcctlError
 
 app = typer.Typer(
@@ -27,8 +27,14 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 app.command()(validate.validate)
+app.command()(engine.plan)
+app.command()(engine.apply)
+app.command()(engine.destroy)
+app.command()(engine.status)
+app.command()(engine.drift)
 app.command()(schema.schema)
 app.add_typer(policy.app, name="policy")
+app.add_typer(lock.app, name="lock")
 
 
 def _version(value: bool) -> None:

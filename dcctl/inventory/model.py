@@ -250,6 +250,12 @@ class LibvirtBackend(BackendBase):
     storage_path: str = Field(
         "/var/lib/libvirt/images/dcctl", description="directory on the host for dcctl's storage pool"
     )
+    virt_type: Literal["kvm", "qemu"] = Field(
+        "kvm", description="kvm, or qemu for software emulation (TCG) on hosts without working KVM"
+    )
+    console_path: str | None = Field(
+        None, description="directory on the host for serial logs (ttyS0) and console sockets (ttyS1)"
+    )
 
 
 Backend = Annotated[OpenStackBackend | LibvirtBackend, Field(discriminator="type")]

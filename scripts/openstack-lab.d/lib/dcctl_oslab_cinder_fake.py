@@ -1,4 +1,4 @@
-"""Cinder volume driver for CI: cinder's FakeLoggingVolumeDriver, but every
+"""dcctl openstack-lab: Cinder volume driver for CI: cinder's FakeLoggingVolumeDriver, but every
 volume is a sparse file so that cinder-backup (posix driver) can read it via
 os-brick's 'local' connector. No LVM, no iSCSI, no root helpers needed."""
 import os

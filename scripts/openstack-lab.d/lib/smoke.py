@@ -9,6 +9,8 @@ exits 1 if a step failed (clean-up is attempted in any case).
 usage: OS_CLIENT_CONFIG_FILE=/var/lib/dcctl-oslab/clouds.yaml python3 smoke.py [--cloud NAME]
 """
 import argparse
+import importlib.metadata
+import inspect
 import sys
 import time
 
@@ -49,7 +51,7 @@ def wait_volume(conn, vol_id, want, timeout=120):
 
 
 T0 = time.monotonic()
-print(f'openstacksdk {openstack.version.__version__} from {openstack.__file__}', flush=True)
+print(f'openstacksdk {importlib.metadata.version("openstacksdk")} from {openstack.__file__}', flush=True)
 admin = step('authenticate as admin (token)',
              lambda: (lambda c: (c.auth_token, c)[1])(openstack.connect(cloud=args.cloud)))
 if admin is None:
@@ -122,10 +124,13 @@ try:
                 return wait_volume(tenant, vol.id, 'in-use', 60)
             if step('attach volume -> in-use', attach):
                 def detach():
-                    try:  # openstacksdk >= 1.0
-                        tenant.compute.delete_volume_attachment(server, vol.id)
-                    except TypeError:
-                        tenant.compute.delete_volume_attachment(vol.id, server)
+                    # openstacksdk >= 1.0: (server, volume); 0.x (Debian's 0.101): (attachment, server),
+                    # where nova's attachment id is the volume id
+                    params = list(inspect.signature(tenant.compute.delete_volume_attachment).parameters)
+                    if params[0] == 'server':
+                        tenant.compute.delete_volume_attachment(server, vol.id, ignore_missing=False)
+                    else:
+                        tenant.compute.delete_volume_attachment(vol.id, server, ignore_missing=False)
                     made.pop('attached')
                     return wait_volume(tenant, vol.id, 'available', 60)
                 step('detach volume -> available', detach)

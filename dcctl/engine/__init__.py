@@ -1,0 +1,1 @@
+"""The engine: apply a plan in dependency order, bounded per backend, journaled, retried, resumable."""

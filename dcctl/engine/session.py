@@ -1,0 +1,212 @@
+"""A session: one inventory opened for work: validated model, state store, a provider per backend in scope."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from dcctl.api import Validation, validate
+from dcctl.diagnostics import Diagnostics
+from dcctl.engine.apply import ApplyResult, apply_plan
+from dcctl.engine.events import Event, EventHandler, EventKind, ignore
+from dcctl.errors import DcctlError, InventoryError
+from dcctl.inventory.model import LibvirtBackend
+from dcctl.plan.build import Observation, Scope, build_plan, observe_all, resolve_targets
+from dcctl.plan.model import Action, Mode, Plan, Reason
+from dcctl.providers import provider_for
+from dcctl.providers.base import Provider, ProviderError
+from dcctl.state import open_store
+from dcctl.state.store import Store
+
+
+class StalePlanError(DcctlError):
+    """A saved plan no longer matches the inventory or the backends it was computed from."""
+
+
+@dataclass
+class StatusEntry:
+    backend: str
+    kind: str
+    key: str
+    name: str
+    state: str
+    managed: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.__dict__.copy()
+
+
+@dataclass
+class Status:
+    entries: list[StatusEntry] = field(default_factory=list)
+    diagnostics: Diagnostics = field(default_factory=Diagnostics)
+    last_run: dict[str, object] | None = None
+    locks: dict[str, str] = field(default_factory=dict)
+
+
+class Session:
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        state_path: str | Path | None = None,
+        targets: Iterable[str] = (),
+        events: EventHandler = ignore,
+        concurrency: int = 4,
+    ) -> None:
+        self.path = Path(path)
+        self.validation: Validation = validate(path)
+        if not self.validation.valid:
+            raise InventoryError(
+                f"the inventory has {len(self.validation.diagnostics.errors)} errors",
+                hint=f"run 'dcctl validate {path}' and fix them first",
+            )
+        self.inv = self.validation.inventory
+        self.targets = tuple(targets)
+        self.scope: Scope = resolve_targets(self.inv, self.targets)
+        self.store: Store = open_store(self.path, state_path)
+        self.events = events
+        self.concurrency = concurrency
+        self._providers: dict[str, Provider] | None = None
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        for provider in (self._providers or {}).values():
+            provider.close()
+        self.store.close()
+
+    @property
+    def province(self) -> str:
+        return self.inv.province.id if self.inv.province else ""
+
+    def providers(self) -> dict[str, Provider]:
+        """A provider per backend in scope (libvirt now; other types are reported, not guessed at)."""
+        if self._providers is None:
+            chosen = {}
+            for bid, (_, backend) in sorted(self.inv.backends.items()):
+                if self.scope.backends is not None and bid not in self.scope.backends:
+                    continue
+                if isinstance(backend, LibvirtBackend):
+                    chosen[bid] = provider_for(backend, self.province)
+            self._providers = chosen
+        return self._providers
+
+    def observe(self) -> dict[str, Observation]:
+        observations = observe_all(self.providers(), self.concurrency * 2)
+        self.events(Event(EventKind.OBSERVED, message=f"observed {len(observations)} backends"))
+        return observations
+
+    def plan(self, mode: Mode = Mode.NORMAL) -> Plan:
+        plan = build_plan(
+            self.inv,
+            self.providers(),
+            self.observe(),
+            self.store.applied(),
+            mode=mode,
+            scope=self.scope,
+            targets=self.targets,
+        )
+        for bid, (dc, backend) in sorted(self.inv.backends.items()):
+            in_scope = self.scope.backends is None or bid in self.scope.backends
+            used = any(b.id == bid for t, w in self.inv.workloads.values() for b in self.inv.eligible_backends(t, w))
+            if not isinstance(backend, LibvirtBackend) and in_scope and used:
+                plan.diagnostics.warning(
+                    "backend-not-provisioned",
+                    f"backend '{bid}' of '{dc.id}' is of type {backend.type}: this dcctl does not provision it yet",
+                    hint="its servers are left out of this plan",
+                    source=backend.where(),
+                )
+        return plan
+
+    def apply(self, plan: Plan, *, command: str = "apply", timeout: float = 900.0) -> ApplyResult:
+        if not plan.applyable:
+            raise DcctlError("the plan has errors and cannot be applied", hint="see the diagnostics above")
+        return apply_plan(
+            plan,
+            self.providers(),
+            self.store,
+            command=command,
+            events=self.events,
+            concurrency=self.concurrency,
+            timeout=timeout,
+        )
+
+    def check_fresh(self, saved: Plan) -> None:
+        """Refuse a saved plan once the inventory or any backend it touches has changed since it was computed."""
+        if saved.inventory_digest != self.inv.digest:
+            raise StalePlanError(
+                "saved plan is stale: the inventory changed since the plan was made",
+                hint=f"make a new plan: dcctl plan {saved.inventory} --out FILE",
+            )
+        observations = self.observe()
+        for backend in sorted({c.backend for c in saved.pending}):
+            now = observations.get(backend)
+            if now is None or now.error is not None or now.fingerprint != saved.observed.get(backend):
+                raise StalePlanError(
+                    f"saved plan is stale: backend '{backend}' changed since the plan was made",
+                    hint=f"make a new plan: dcctl plan {saved.inventory} --out FILE",
+                )
+
+    def drift(self) -> Plan:
+        """Changes made outside dcctl: resources it applied that are gone or differ, while the inventory did not."""
+        plan = self.plan()
+        applied = self.store.applied()
+        kept = []
+        for c in plan.changes:
+            record = applied.get((c.backend, c.key))
+            if c.action is Action.CREATE and c.reason is Reason.MISSING_ON_BACKEND:
+                kept.append(c)
+            elif c.action in (Action.UPDATE, Action.REPLACE) and record is not None:
+                from dcctl.resources import digest
+
+                if record.digest == digest(c.spec):
+                    kept.append(c)
+        plan.changes = kept
+        return plan
+
+    def status(self) -> Status:
+        status = Status(last_run=self.store.last_run())
+        status.locks = {b: h.describe() for b, h in self.store.locks().items()}
+        for backend, obs in sorted(self.observe().items()):
+            if obs.error is not None:
+                status.diagnostics.error("backend-unreachable", f"{backend}: {obs.error.message}", hint=obs.error.hint)
+                continue
+            for r in sorted(obs.resources, key=lambda r: (r.kind, r.key)):
+                if r.kind == "server":
+                    state = "running" if r.attrs.get("running") else "shut off"
+                elif r.kind in {"network", "pool"}:
+                    state = "active" if r.attrs.get("active") else "inactive"
+                else:
+                    state = f"{r.attrs.get('size_gb', '?')} GiB"
+                status.entries.append(StatusEntry(backend, r.kind, r.key, r.name, state, r.managed))
+        return status
+
+
+def load_plan_file(path: Path) -> Plan | None:
+    """The plan saved at ``path``, or None if ``path`` is not a plan file (an inventory, then)."""
+    if not path.is_file() or path.suffix not in (".json", ".plan"):
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DcctlError(f"cannot read plan file {path}: {exc}") from None
+    if not isinstance(data, dict) or "changes" not in data or "inventory_digest" not in data:
+        raise DcctlError(f"{path} is not a dcctl plan file", hint="make one with: dcctl plan PATH --out FILE")
+    try:
+        return Plan.from_dict(data)
+    except (KeyError, ValueError, TypeError) as exc:
+        raise DcctlError(f"{path} is not a valid dcctl plan file ({exc})") from None
+
+
+__all__ = ["ProviderError", "Session", "StalePlanError", "Status", "load_plan_file"]

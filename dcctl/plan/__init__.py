@@ -1,0 +1,1 @@
+"""Plans: what would change, and why, before anything changes."""

@@ -1,0 +1,413 @@
+"""The libvirt provider: the only module that imports libvirt.
+
+Observation lists each kind once per host (domains, networks, pools, volumes) and reads only dcctl's own objects.
+Every operation is idempotent (deterministic names and UUIDs: a re-run after a crash redefines the same object), every
+wait has a deadline, and a libvirt object that carries a dcctl name without dcctl's metadata is never touched.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import queue
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from typing import Any, ClassVar
+
+import libvirt
+
+from dcctl.inventory import Inventory
+from dcctl.inventory.model import LibvirtBackend
+from dcctl.placement import Server
+from dcctl.providers.base import (
+    Conflict,
+    FieldChanges,
+    NotFound,
+    PermanentError,
+    ProgressCallback,
+    ProviderError,
+    TransientError,
+)
+from dcctl.providers.libvirt import mapping
+from dcctl.resources import NAME_PREFIX, DesiredResource, ObservedResource, stable_uuid
+
+# libvirt prints every error to stderr by default; dcctl reports them itself.
+libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
+
+_NOT_FOUND = {
+    libvirt.VIR_ERR_NO_DOMAIN,
+    libvirt.VIR_ERR_NO_NETWORK,
+    libvirt.VIR_ERR_NO_STORAGE_POOL,
+    libvirt.VIR_ERR_NO_STORAGE_VOL,
+}
+_TRANSIENT = {
+    libvirt.VIR_ERR_OPERATION_TIMEOUT,
+    libvirt.VIR_ERR_NO_CONNECT,
+    libvirt.VIR_ERR_RPC,
+    libvirt.VIR_ERR_SYSTEM_ERROR,
+    libvirt.VIR_ERR_AGENT_UNRESPONSIVE,
+    libvirt.VIR_ERR_OPERATION_ABORTED,
+}
+_UNDEFINE_FLAGS = (
+    libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE
+    | libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA
+    | libvirt.VIR_DOMAIN_UNDEFINE_NVRAM
+    | getattr(libvirt, "VIR_DOMAIN_UNDEFINE_CHECKPOINTS_METADATA", 0)
+)
+
+
+def translate(exc: libvirt.libvirtError, what: str) -> ProviderError:
+    """libvirt's error → dcctl's typed error, with libvirt's own message kept."""
+    code = exc.get_error_code()
+    message = f"{what}: {exc.get_error_message() or exc}"
+    if code in _NOT_FOUND:
+        return NotFound(message)
+    if code in _TRANSIENT:
+        return TransientError(message)
+    if code == libvirt.VIR_ERR_AUTH_FAILED:
+        return PermanentError(message, hint="check the SSH key and known_hosts in the backend's URI")
+    return PermanentError(message)
+
+
+class _Connections:
+    """A small pool of connections to one host: libvirt serialises calls on one connection."""
+
+    def __init__(self, uri: str, size: int) -> None:
+        self.uri = uri
+        self.size = size
+        self.idle: queue.LifoQueue[libvirt.virConnect] = queue.LifoQueue()
+        self.opened: list[libvirt.virConnect] = []
+        self.lock = threading.Lock()
+
+    def _open(self) -> libvirt.virConnect:
+        try:
+            conn = libvirt.open(self.uri)
+        except libvirt.libvirtError as exc:
+            raise TransientError(
+                f"cannot connect to {_redact(self.uri)}: {exc.get_error_message()}",
+                hint="is the host up (scripts/lab status) and its host key in the known_hosts the URI names?",
+            ) from None
+        with self.lock:
+            self.opened.append(conn)
+        return conn
+
+    @contextmanager
+    def get(self) -> Iterator[libvirt.virConnect]:
+        try:
+            conn = self.idle.get_nowait()
+        except queue.Empty:
+            with self.lock:
+                full = len(self.opened) >= self.size
+            conn = self.idle.get(timeout=600) if full else self._open()
+        try:
+            yield conn
+        finally:
+            self.idle.put(conn)
+
+    def close(self) -> None:
+        with self.lock:
+            for conn in self.opened:
+                with contextlib.suppress(libvirt.libvirtError):
+                    conn.close()
+            self.opened.clear()
+
+
+def _key_volumes(observed: list[ObservedResource]) -> list[ObservedResource]:
+    """Volumes carry no metadata: a volume attached to a dcctl server takes its key from the server's."""
+    by_path = {}
+    for r in observed:
+        if r.kind == "server" and r.managed:
+            for path in r.attrs.get("disks", []):
+                disk = path.rsplit("/", 1)[-1].removeprefix(f"{r.name}-").removesuffix(".qcow2")
+                by_path[path] = f"{r.key}/disk:{disk}"
+    return [
+        ObservedResource(r.kind, by_path[r.provider_id], r.backend, r.name, r.provider_id, r.attrs, r.managed)
+        if r.kind == "volume" and r.provider_id in by_path
+        else r
+        for r in observed
+    ]
+
+
+def _redact(uri: str) -> str:
+    """URIs never carry passwords in dcctl (refused at validation); still, never print a query string."""
+    return uri.split("?", 1)[0]
+
+
+class LibvirtProvider:
+    name: ClassVar[str] = "libvirt"
+    kinds: ClassVar[tuple[str, ...]] = mapping.KINDS
+
+    def __init__(self, backend: LibvirtBackend, province: str, concurrency: int = 4) -> None:
+        self.backend = backend
+        self.province = province
+        # libvirt's test driver keeps its state per connection (test:///FILE) or per process (test:///default):
+        # one connection, held for the provider's lifetime, sees one consistent host.
+        size = 1 if backend.uri.startswith("test:") else concurrency
+        self.conns = _Connections(backend.uri, size)
+        self.concurrency = concurrency
+
+    # ---------------------------------------------------------------------------------------------- desired
+    def desired(self, inv: Inventory, servers: Iterable[Server]) -> list[DesiredResource]:
+        return mapping.desired_for(inv, self.backend, servers)
+
+    # ---------------------------------------------------------------------------------------------- observe
+    def observe(self, desired: Iterable[DesiredResource] = ()) -> list[ObservedResource]:
+        """One list call per kind; XML is read only for objects with dcctl's name prefix."""
+        wanted = {(d.kind, d.name): d for d in desired}
+        out: list[ObservedResource] = []
+        with self.conns.get() as conn:
+            try:
+                out.extend(self._observe_pool(conn, wanted))
+                out.extend(self._observe_networks(conn, wanted))
+                out.extend(self._observe_domains(conn, wanted))
+            except libvirt.libvirtError as exc:
+                raise translate(exc, f"observing {self.backend.id}") from None
+        return _key_volumes(out)
+
+    def _owned(self, meta: dict[str, str], uuid: str) -> bool:
+        """dcctl made it for this province and backend: its metadata says so, and its UUID is the one dcctl derives."""
+        key = meta.get("key", "")
+        if meta.get("province") != self.province or meta.get("backend") != self.backend.id or not key:
+            return False
+        return uuid == stable_uuid(self.province, self.backend.id, key)
+
+    def _observe_pool(self, conn: libvirt.virConnect, wanted: dict[Any, DesiredResource]) -> Iterator[ObservedResource]:
+        pool_key = f"backend:{self.backend.id}/pool"
+        for pool in conn.listAllStoragePools(0):
+            if pool.name() != mapping.POOL_NAME:
+                continue
+            attrs = mapping.parse_pool(pool.XMLDesc(0))
+            attrs["active"] = bool(pool.isActive())
+            managed = attrs["uuid"] == stable_uuid(self.province, self.backend.id, pool_key)
+            yield ObservedResource("pool", pool_key, self.backend.id, pool.name(), attrs["uuid"], attrs, managed)
+            if not attrs["active"]:
+                continue
+            pool.refresh(0)
+            by_name = {d.name: d for (kind, _), d in wanted.items() if kind == "volume"}
+            for vol in pool.listAllVolumes(0):
+                name = vol.name()
+                if not name.startswith(NAME_PREFIX):
+                    continue
+                info = vol.info()
+                key = by_name[name].key if name in by_name else f"volume:{name}"
+                vattrs = {"size_gb": round(info[1] / 2**30, 3), "path": vol.path()}
+                yield ObservedResource("volume", key, self.backend.id, name, vattrs["path"], vattrs, managed)
+
+    def _observe_networks(
+        self, conn: libvirt.virConnect, wanted: dict[Any, DesiredResource]
+    ) -> Iterator[ObservedResource]:
+        active = {n.name() for n in conn.listAllNetworks(libvirt.VIR_CONNECT_LIST_NETWORKS_ACTIVE)}
+        for net in conn.listAllNetworks(0):
+            name = net.name()
+            if not name.startswith(NAME_PREFIX):
+                continue
+            attrs = mapping.parse_network(net.XMLDesc(0))
+            attrs["active"] = name in active
+            meta = attrs.pop("metadata")
+            owned = self._owned(meta, attrs["uuid"])
+            if owned:
+                attrs["digest"] = meta.get("digest", "")
+                yield ObservedResource("network", meta["key"], self.backend.id, name, attrs["uuid"], attrs)
+            elif ("network", name) in wanted:
+                key = wanted[("network", name)].key
+                yield ObservedResource("network", key, self.backend.id, name, attrs["uuid"], attrs, managed=False)
+
+    def _observe_domains(
+        self, conn: libvirt.virConnect, wanted: dict[Any, DesiredResource]
+    ) -> Iterator[ObservedResource]:
+        active = {d.name() for d in conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE)}
+        for dom in conn.listAllDomains(0):
+            name = dom.name()
+            if not name.startswith(NAME_PREFIX):
+                continue
+            attrs = mapping.parse_domain(dom.XMLDesc(0))
+            attrs["running"] = name in active
+            meta = attrs.pop("metadata")
+            if self._owned(meta, attrs["uuid"]):
+                attrs["digest"] = meta.get("digest", "")
+                yield ObservedResource("server", meta["key"], self.backend.id, name, attrs["uuid"], attrs)
+            elif ("server", name) in wanted:
+                key = wanted[("server", name)].key
+                yield ObservedResource("server", key, self.backend.id, name, attrs["uuid"], attrs, managed=False)
+
+    # ------------------------------------------------------------------------------------------------- plan
+    def plan(self, desired: DesiredResource, observed: ObservedResource) -> FieldChanges:
+        spec, attrs = desired.spec, observed.attrs
+        changed: list[str] = []
+        replace: list[str] = []
+        before: dict[str, Any] = {}
+        after: dict[str, Any] = {}
+
+        def differ(field: str, want: Any, have: Any, *, forces_replace: bool = False) -> None:
+            if want != have:
+                changed.append(field)
+                before[field], after[field] = have, want
+                if forces_replace:
+                    replace.append(field)
+
+        if desired.kind == "server":
+            differ("vcpus", spec["vcpus"], attrs.get("vcpus"))
+            differ("ram_mb", spec["ram_mb"], attrs.get("ram_mb"))
+            differ("disks", [d["path"] for d in spec["disks"]], attrs.get("disks"))
+            differ("networks", list(spec["networks"]), attrs.get("networks"))
+            differ("running", True, attrs.get("running"))
+            if not changed and attrs.get("digest") != desired.spec_digest:
+                differ("spec", desired.spec_digest, attrs.get("digest"))
+        elif desired.kind == "network":
+            differ("mode", spec["mode"], attrs.get("mode"), forces_replace=True)
+            if spec["mode"] != "isolated":
+                differ("cidr", spec["cidr"], attrs.get("cidr"), forces_replace=True)
+            differ("bridge", spec["bridge"], attrs.get("bridge"), forces_replace=True)
+            differ("active", True, attrs.get("active"))
+        elif desired.kind == "volume":
+            have = attrs.get("size_gb")
+            if have is not None and spec["size_gb"] > have:
+                differ("size_gb", spec["size_gb"], have)
+        elif desired.kind == "pool":
+            differ("path", spec["path"], attrs.get("path"), forces_replace=True)
+            differ("active", True, attrs.get("active"))
+        return FieldChanges(tuple(changed), tuple(replace), before or None, after or None)
+
+    # ------------------------------------------------------------------------------------------------ apply
+    def apply(
+        self,
+        desired: DesiredResource,
+        observed: ObservedResource | None,
+        *,
+        deadline: float,
+        on_progress: ProgressCallback,
+    ) -> ObservedResource:
+        with self.conns.get() as conn:
+            try:
+                if desired.kind == "pool":
+                    self._apply_pool(conn, desired)
+                elif desired.kind == "network":
+                    self._apply_network(conn, desired, observed)
+                elif desired.kind == "volume":
+                    self._apply_volume(conn, desired, observed)
+                elif desired.kind == "server":
+                    self._apply_server(conn, desired, observed, deadline, on_progress)
+                else:  # pragma: no cover - closed set
+                    raise PermanentError(f"libvirt cannot make a {desired.kind}")
+            except libvirt.libvirtError as exc:
+                raise translate(exc, f"{desired.kind} {desired.name} on {self.backend.id}") from None
+        return ObservedResource(desired.kind, desired.key, self.backend.id, desired.name, desired.name)
+
+    def _xml(self, desired: DesiredResource) -> str:
+        return mapping.render_xml(desired, self.province)
+
+    def _apply_pool(self, conn: libvirt.virConnect, desired: DesiredResource) -> None:
+        try:
+            pool = conn.storagePoolLookupByName(desired.name)
+        except libvirt.libvirtError as exc:
+            if exc.get_error_code() != libvirt.VIR_ERR_NO_STORAGE_POOL:
+                raise
+            pool = conn.storagePoolDefineXML(self._xml(desired), 0)
+        if not pool.isActive():
+            pool.build(0)
+            pool.create(0)
+        pool.setAutostart(1)
+
+    def _apply_network(
+        self, conn: libvirt.virConnect, desired: DesiredResource, observed: ObservedResource | None
+    ) -> None:
+        if observed is not None and observed.attrs.get("active") and self._network_needs_restart(desired, observed):
+            conn.networkLookupByName(desired.name).destroy()
+        net = conn.networkDefineXML(self._xml(desired))
+        if not net.isActive():
+            net.create()
+        net.setAutostart(1)
+
+    def _network_needs_restart(self, desired: DesiredResource, observed: ObservedResource) -> bool:
+        return bool(self.plan(desired, observed).requires_replace)
+
+    def _apply_volume(
+        self, conn: libvirt.virConnect, desired: DesiredResource, observed: ObservedResource | None
+    ) -> None:
+        pool = conn.storagePoolLookupByName(mapping.POOL_NAME)
+        try:
+            vol = pool.storageVolLookupByName(desired.name)
+        except libvirt.libvirtError as exc:
+            if exc.get_error_code() != libvirt.VIR_ERR_NO_STORAGE_VOL:
+                raise
+            pool.createXML(self._xml(desired), 0)
+            return
+        want = int(desired.spec["size_gb"]) * 2**30
+        if vol.info()[1] < want:
+            vol.resize(want, 0)
+
+    def _apply_server(
+        self,
+        conn: libvirt.virConnect,
+        desired: DesiredResource,
+        observed: ObservedResource | None,
+        deadline: float,
+        on_progress: ProgressCallback,
+    ) -> None:
+        restart = False
+        if observed is not None:
+            self.verify_owned(observed)
+            changes = self.plan(desired, observed)
+            restart = bool(set(changes.changed) & {"vcpus", "ram_mb", "disks", "networks", "spec"}) and bool(
+                observed.attrs.get("running")
+            )
+        dom = conn.defineXML(self._xml(desired))
+        dom.setAutostart(1)
+        if restart:
+            on_progress("restarting to apply the new definition")
+            dom.destroy()
+        if not dom.isActive():
+            on_progress("starting")
+            dom.create()
+        self._wait(lambda: bool(dom.isActive()), deadline, f"server {desired.name} to run", on_progress)
+
+    def _wait(self, ready: Any, deadline: float, what: str, on_progress: ProgressCallback) -> None:
+        """Poll until ``ready()`` or the deadline; the one wait of this provider."""
+        delay = 0.05
+        while True:
+            if ready():
+                return
+            if time.monotonic() >= deadline:
+                raise TransientError(f"timed out waiting for {what} on {self.backend.id}")
+            time.sleep(delay)
+            delay = min(delay * 2, 1.0)
+
+    # ----------------------------------------------------------------------------------------------- delete
+    def verify_owned(self, observed: ObservedResource) -> None:
+        if not observed.managed:
+            raise Conflict(
+                f"{observed.kind} '{observed.name}' on {self.backend.id} was not created by dcctl "
+                f"(no dcctl metadata for this inventory, or another UUID: {observed.provider_id})",
+                hint="dcctl never touches it: rename or remove it by hand, or rename the dcctl object in the inventory",
+            )
+
+    def delete(self, observed: ObservedResource, *, deadline: float) -> None:
+        self.verify_owned(observed)
+        with self.conns.get() as conn:
+            try:
+                if observed.kind == "server":
+                    dom = conn.lookupByName(observed.name)
+                    if dom.isActive():
+                        dom.destroy()
+                    dom.undefineFlags(_UNDEFINE_FLAGS)
+                elif observed.kind == "volume":
+                    pool = conn.storagePoolLookupByName(mapping.POOL_NAME)
+                    pool.storageVolLookupByName(observed.name).delete(0)
+                elif observed.kind == "network":
+                    net = conn.networkLookupByName(observed.name)
+                    if net.isActive():
+                        net.destroy()
+                    net.undefine()
+                elif observed.kind == "pool":
+                    pool = conn.storagePoolLookupByName(observed.name)
+                    if pool.isActive():
+                        pool.destroy()
+                    pool.undefine()
+            except libvirt.libvirtError as exc:
+                err = translate(exc, f"deleting {observed.kind} {observed.name}")
+                if not isinstance(err, NotFound):
+                    raise err from None
+
+    def close(self) -> None:
+        self.conns.close()

@@ -268,6 +268,16 @@ def _scoped(changes: list[Change], scope: Scope, mode: Mode) -> list[Change]:
     if scope.everything:
         return changes
     kept = [c for c in changes if scope.covers(c.kind, c.key, c.name, c.backend)]
-    busy = {c.backend for c in kept if c.action in (Action.CREATE, Action.UPDATE, Action.REPLACE)}
-    pools = [c for c in changes if c.kind == "pool" and c.backend in busy and c.action is not Action.DELETE]
-    return pools + kept
+    # what the targeted resources need (their networks and volumes, the backend's pool) comes along
+    making = [c for c in kept if c.action is not Action.DELETE]
+    needed = {(c.backend, d) for c in making for d in c.depends_on}
+    busy = {c.backend for c in making if c.action is not Action.NOOP}
+    ids = {c.id for c in kept}
+    extra = [
+        c
+        for c in changes
+        if c.id not in ids
+        and c.action is not Action.DELETE
+        and ((c.backend, c.key) in needed or (c.kind == "pool" and c.backend in busy))
+    ]
+    return extra + kept

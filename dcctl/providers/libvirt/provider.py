@@ -113,6 +113,16 @@ class _Connections:
             self.opened.clear()
 
 
+def _undefine(dom: libvirt.virDomain) -> None:
+    """Undefine with its snapshot, checkpoint and NVRAM metadata; drivers that know no such flags get a plain one."""
+    try:
+        dom.undefineFlags(_UNDEFINE_FLAGS)
+    except libvirt.libvirtError as exc:
+        if exc.get_error_code() not in (libvirt.VIR_ERR_INVALID_ARG, libvirt.VIR_ERR_NO_SUPPORT):
+            raise
+        dom.undefine()
+
+
 def _key_volumes(observed: list[ObservedResource]) -> list[ObservedResource]:
     """Volumes carry no metadata: a volume attached to a dcctl server takes its key from the server's."""
     by_path = {}
@@ -209,9 +219,8 @@ class LibvirtProvider:
             if owned:
                 attrs["digest"] = meta.get("digest", "")
                 yield ObservedResource("network", meta["key"], self.backend.id, name, attrs["uuid"], attrs)
-            elif ("network", name) in wanted:
-                key = wanted[("network", name)].key
-                yield ObservedResource("network", key, self.backend.id, name, attrs["uuid"], attrs, managed=False)
+            else:
+                yield ObservedResource("network", f"network:{name}", self.backend.id, name, attrs["uuid"], attrs, False)
 
     def _observe_domains(
         self, conn: libvirt.virConnect, wanted: dict[Any, DesiredResource]
@@ -227,9 +236,8 @@ class LibvirtProvider:
             if self._owned(meta, attrs["uuid"]):
                 attrs["digest"] = meta.get("digest", "")
                 yield ObservedResource("server", meta["key"], self.backend.id, name, attrs["uuid"], attrs)
-            elif ("server", name) in wanted:
-                key = wanted[("server", name)].key
-                yield ObservedResource("server", key, self.backend.id, name, attrs["uuid"], attrs, managed=False)
+            else:
+                yield ObservedResource("server", f"server:{name}", self.backend.id, name, attrs["uuid"], attrs, False)
 
     # ------------------------------------------------------------------------------------------------- plan
     def plan(self, desired: DesiredResource, observed: ObservedResource) -> FieldChanges:
@@ -390,7 +398,7 @@ class LibvirtProvider:
                     dom = conn.lookupByName(observed.name)
                     if dom.isActive():
                         dom.destroy()
-                    dom.undefineFlags(_UNDEFINE_FLAGS)
+                    _undefine(dom)
                 elif observed.kind == "volume":
                     pool = conn.storagePoolLookupByName(mapping.POOL_NAME)
                     pool.storageVolLookupByName(observed.name).delete(0)

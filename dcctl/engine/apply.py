@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+from dcctl import failpoints
 from dcctl.engine.events import Event, EventHandler, EventKind, ignore
 from dcctl.engine.retry import RetryPolicy, call_with_retry
 from dcctl.plan.build import kind_rank
@@ -165,6 +166,7 @@ def _run_one(
     deadline = started + timeout
     store.journal(run_id, change.backend, change.key, change.kind, change.name, change.action.value, "started")
     events(Event(EventKind.CHANGE_STARTED, change))
+    failpoints.reach("apply.step-started")
 
     def progress(message: str) -> None:
         events(Event(EventKind.CHANGE_PROGRESS, change, message))
@@ -191,6 +193,7 @@ def _run_one(
             run_id, change.backend, change.key, change.kind, change.name, change.action.value, "failed", exc.message
         )
         return StepResult(change, False, exc.message, exc.hint, time.monotonic() - started)
+    failpoints.reach("apply.step-applied")
     if change.action is Action.DELETE:
         store.forget(change.backend, change.key)
     else:

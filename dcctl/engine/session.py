@@ -14,7 +14,6 @@ from dcctl.diagnostics import Diagnostics
 from dcctl.engine.apply import ApplyResult, apply_plan
 from dcctl.engine.events import Event, EventHandler, EventKind, ignore
 from dcctl.errors import DcctlError, InventoryError
-from dcctl.inventory.model import LibvirtBackend
 from dcctl.plan.build import Observation, Scope, build_plan, observe_all, resolve_targets
 from dcctl.plan.model import Action, Mode, Plan, Reason
 from dcctl.providers import provider_for
@@ -91,14 +90,15 @@ class Session:
         return self.inv.province.id if self.inv.province else ""
 
     def providers(self) -> dict[str, Provider]:
-        """A provider per backend in scope (libvirt now; other types are reported, not guessed at)."""
+        """A provider per backend in scope; a backend type this dcctl cannot provision is reported by ``plan``."""
         if self._providers is None:
             chosen = {}
             for bid, (_, backend) in sorted(self.inv.backends.items()):
                 if self.scope.backends is not None and bid not in self.scope.backends:
                     continue
-                if isinstance(backend, LibvirtBackend):
-                    chosen[bid] = provider_for(backend, self.province)
+                provider = provider_for(backend, self.province)
+                if provider is not None:
+                    chosen[bid] = provider
             self._providers = chosen
         return self._providers
 
@@ -120,7 +120,7 @@ class Session:
         for bid, (dc, backend) in sorted(self.inv.backends.items()):
             in_scope = self.scope.backends is None or bid in self.scope.backends
             used = any(b.id == bid for t, w in self.inv.workloads.values() for b in self.inv.eligible_backends(t, w))
-            if not isinstance(backend, LibvirtBackend) and in_scope and used:
+            if bid not in self.providers() and in_scope and used:
                 plan.diagnostics.warning(
                     "backend-not-provisioned",
                     f"backend '{bid}' of '{dc.id}' is of type {backend.type}: this dcctl does not provision it yet",

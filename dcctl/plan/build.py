@@ -23,8 +23,29 @@ from dcctl.providers.base import Provider, ProviderError
 from dcctl.resources import DesiredResource, ObservedResource, digest
 from dcctl.state.store import AppliedResource
 
-#: Creation order of kinds (deletion runs in reverse). Kinds of all providers, in one order.
-KIND_ORDER = ("pool", "network", "volume", "server")
+#: Creation order of every provider's kinds (deletion runs in reverse): what a resource needs comes before it.
+KIND_ORDER = (
+    # shared per cloud or host
+    "pool",
+    "flavor",
+    "image",
+    # a tenancy's own space (OpenStack)
+    "project",
+    "group",
+    "role_assignment",
+    "quota",
+    "security_group",
+    "keypair",
+    "server_group",
+    # networks and storage
+    "network",
+    "subnet",
+    "router",
+    "volume",
+    # servers, then what attaches to them
+    "server",
+    "volume_attachment",
+)
 
 
 def kind_rank(kind: str) -> int:
@@ -55,18 +76,22 @@ class Scope:
         return self.workloads is None
 
     def covers(self, kind: str, key: str, name: str, backend: str) -> bool:
+        """Whether a resource belongs to the target, by its key: ``server:<workload>/…`` and ``workload:<id>/…``
+        belong to a workload, ``tenancy:<id>/…`` to a tenancy; anything else (a pool, a flavor, an image) is shared
+        infrastructure, brought along only when a targeted resource on the same backend needs it."""
         if self.workloads is None:
             return True
         if self.backends is not None and backend not in self.backends:
             return False
-        if kind in ("server", "volume"):
-            if key.startswith("server:"):
-                return key.split(":", 1)[1].split("/", 1)[0] in self.workloads
+        scope, _, rest = key.partition(":")
+        owner = rest.split("/", 1)[0]
+        if scope in ("server", "workload"):
+            return owner in self.workloads
+        if scope == "tenancy":
+            return self.tenancies is not None and owner in self.tenancies
+        if scope == "volume":  # a volume found without its server: judge by the name dcctl gave it
             return any(name.startswith(f"dcctl-{w}-") for w in self.workloads)
-        if kind == "network":
-            tenancy = key.split(":", 1)[1].split("/", 1)[0] if key.startswith("tenancy:") else ""
-            return self.tenancies is not None and tenancy in self.tenancies
-        return False  # pools belong to the whole backend
+        return False
 
 
 def resolve_targets(inv: Inventory, targets: Iterable[str]) -> Scope:
@@ -273,11 +298,12 @@ def _scoped(changes: list[Change], scope: Scope, mode: Mode) -> list[Change]:
     needed = {(c.backend, d) for c in making for d in c.depends_on}
     busy = {c.backend for c in making if c.action is not Action.NOOP}
     ids = {c.id for c in kept}
+    shared = {"server", "workload", "tenancy", "volume"}
     extra = [
         c
         for c in changes
         if c.id not in ids
         and c.action is not Action.DELETE
-        and ((c.backend, c.key) in needed or (c.kind == "pool" and c.backend in busy))
+        and ((c.backend, c.key) in needed or (c.key.partition(":")[0] not in shared and c.backend in busy))
     ]
     return extra + kept

@@ -11,7 +11,7 @@ import typer
 
 from dcctl.cli import exitcodes
 from dcctl.cli.options import DEFAULT_INVENTORY, InventoryPath, Json
-from dcctl.cli.output import emit_json, print_diagnostics
+from dcctl.cli.output import diagnostics_json, emit_json, print_diagnostics
 from dcctl.cli.views import ProgressPrinter, print_plan, print_result
 from dcctl.errors import DcctlError, InventoryError
 
@@ -32,17 +32,24 @@ Yes = Annotated[bool, typer.Option("--yes", "-y", help="Apply without asking (re
 Timeout = Annotated[float, typer.Option("--timeout", help="Seconds any one step may take, retries included.")]
 
 
-def _session(path: Path, targets: list[str] | None, state: Path | None, *, progress: bool = False) -> Session:
-    """Open the inventory; an invalid one prints its diagnostics (on stderr) before the error."""
+def _session(
+    path: Path, targets: list[str] | None, state: Path | None, *, progress: bool = False, json_output: bool = False
+) -> Session:
+    """Open the inventory. An invalid one is reported with its diagnostics (one JSON document with --json) and ends
+    the command with exit 1."""
     from dcctl.engine.events import ignore
     from dcctl.engine.session import Session
 
     try:
         return Session(path, targets=targets or (), state_path=state, events=ProgressPrinter() if progress else ignore)
-    except InventoryError:
+    except InventoryError as exc:
         from dcctl import api
 
-        print_diagnostics(api.validate(path).diagnostics, err=True)
+        diags = api.validate(path).diagnostics
+        if json_output:
+            emit_json({"error": exc.message, **diagnostics_json(diags)})
+            raise typer.Exit(exitcodes.ERROR) from None
+        print_diagnostics(diags, err=True)
         raise
 
 
@@ -70,7 +77,7 @@ def plan(
     Observes every backend once (one list per kind per host), places servers, and diffs the inventory against what
     exists. Exit 1 on errors; with --detailed-exitcode, 2 when the plan has changes.
     """
-    with _session(path, target, state) as s:
+    with _session(path, target, state, json_output=json_output) as s:
         p = s.plan()
     if out is not None:
         out.write_text(json.dumps(p.to_dict(), ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
@@ -106,7 +113,9 @@ def apply(
 
     saved = load_plan_file(path)
     inventory = Path(saved.inventory) if saved else path
-    with _session(inventory, list(saved.targets) if saved else target, state, progress=True) as s:
+    with _session(
+        inventory, list(saved.targets) if saved else target, state, progress=True, json_output=json_output
+    ) as s:
         if saved is not None:
             s.check_fresh(saved)
             p = saved
@@ -159,7 +168,7 @@ def destroy(
     """
     from dcctl.plan.model import Mode
 
-    with _session(path, target, state, progress=True) as s:
+    with _session(path, target, state, progress=True, json_output=json_output) as s:
         p = s.plan(Mode.DESTROY)
         if not json_output:
             print_diagnostics(p.diagnostics)
@@ -179,7 +188,7 @@ def destroy(
 
 def status(path: InventoryPath = Path(DEFAULT_INVENTORY), json_output: Json = False, state: State = None) -> int:
     """What dcctl runs on each backend now: servers (running or not), networks, volumes, pools; locks; last run."""
-    with _session(path, None, state) as s:
+    with _session(path, None, state, json_output=json_output) as s:
         st = s.status()
     if json_output:
         emit_json(
@@ -206,7 +215,7 @@ def status(path: InventoryPath = Path(DEFAULT_INVENTORY), json_output: Json = Fa
 
 def drift(path: InventoryPath = Path(DEFAULT_INVENTORY), json_output: Json = False, state: State = None) -> int:
     """Changes made outside dcctl: applied resources that are gone or differ. Exit 2 when there is drift."""
-    with _session(path, None, state) as s:
+    with _session(path, None, state, json_output=json_output) as s:
         p = s.drift()
     if json_output:
         emit_json({"drift": [c.to_dict() for c in p.changes], "diagnostics": [d.to_dict() for d in p.diagnostics]})

@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 
 import libvirt
 
+from dcctl import failpoints
 from dcctl.inventory import Inventory
 from dcctl.inventory.model import LibvirtBackend
 from dcctl.placement import Server
@@ -162,15 +163,15 @@ class LibvirtProvider:
         return mapping.desired_for(inv, self.backend, servers)
 
     # ---------------------------------------------------------------------------------------------- observe
-    def observe(self, desired: Iterable[DesiredResource] = ()) -> list[ObservedResource]:
-        """One list call per kind; XML is read only for objects with dcctl's name prefix."""
-        wanted = {(d.kind, d.name): d for d in desired}
+    def observe(self) -> list[ObservedResource]:
+        """One list call per kind; XML is read only for objects with dcctl's name prefix. Objects with that prefix
+        but without this inventory's metadata come back with ``managed=False``: seen, never touched."""
         out: list[ObservedResource] = []
         with self.conns.get() as conn:
             try:
-                out.extend(self._observe_pool(conn, wanted))
-                out.extend(self._observe_networks(conn, wanted))
-                out.extend(self._observe_domains(conn, wanted))
+                out.extend(self._observe_pool(conn))
+                out.extend(self._observe_networks(conn))
+                out.extend(self._observe_domains(conn))
             except libvirt.libvirtError as exc:
                 raise translate(exc, f"observing {self.backend.id}") from None
         return _key_volumes(out)
@@ -182,7 +183,7 @@ class LibvirtProvider:
             return False
         return uuid == stable_uuid(self.province, self.backend.id, key)
 
-    def _observe_pool(self, conn: libvirt.virConnect, wanted: dict[Any, DesiredResource]) -> Iterator[ObservedResource]:
+    def _observe_pool(self, conn: libvirt.virConnect) -> Iterator[ObservedResource]:
         pool_key = f"backend:{self.backend.id}/pool"
         for pool in conn.listAllStoragePools(0):
             if pool.name() != mapping.POOL_NAME:
@@ -194,19 +195,17 @@ class LibvirtProvider:
             if not attrs["active"]:
                 continue
             pool.refresh(0)
-            by_name = {d.name: d for (kind, _), d in wanted.items() if kind == "volume"}
+            base = attrs["path"].rstrip("/")
             for vol in pool.listAllVolumes(0):
                 name = vol.name()
                 if not name.startswith(NAME_PREFIX):
                     continue
                 info = vol.info()
-                key = by_name[name].key if name in by_name else f"volume:{name}"
-                vattrs = {"size_gb": round(info[1] / 2**30, 3), "path": vol.path()}
+                key = f"volume:{name}"  # the key of an attached volume comes from its server (_key_volumes)
+                vattrs = {"size_gb": round(info[1] / 2**30, 3), "path": f"{base}/{name}"}
                 yield ObservedResource("volume", key, self.backend.id, name, vattrs["path"], vattrs, managed)
 
-    def _observe_networks(
-        self, conn: libvirt.virConnect, wanted: dict[Any, DesiredResource]
-    ) -> Iterator[ObservedResource]:
+    def _observe_networks(self, conn: libvirt.virConnect) -> Iterator[ObservedResource]:
         active = {n.name() for n in conn.listAllNetworks(libvirt.VIR_CONNECT_LIST_NETWORKS_ACTIVE)}
         for net in conn.listAllNetworks(0):
             name = net.name()
@@ -222,9 +221,7 @@ class LibvirtProvider:
             else:
                 yield ObservedResource("network", f"network:{name}", self.backend.id, name, attrs["uuid"], attrs, False)
 
-    def _observe_domains(
-        self, conn: libvirt.virConnect, wanted: dict[Any, DesiredResource]
-    ) -> Iterator[ObservedResource]:
+    def _observe_domains(self, conn: libvirt.virConnect) -> Iterator[ObservedResource]:
         active = {d.name() for d in conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE)}
         for dom in conn.listAllDomains(0):
             name = dom.name()
@@ -312,6 +309,7 @@ class LibvirtProvider:
             if exc.get_error_code() != libvirt.VIR_ERR_NO_STORAGE_POOL:
                 raise
             pool = conn.storagePoolDefineXML(self._xml(desired), 0)
+            failpoints.reach("libvirt.pool-defined")
         if not pool.isActive():
             pool.build(0)
             pool.create(0)
@@ -323,6 +321,7 @@ class LibvirtProvider:
         if observed is not None and observed.attrs.get("active") and self._network_needs_restart(desired, observed):
             conn.networkLookupByName(desired.name).destroy()
         net = conn.networkDefineXML(self._xml(desired))
+        failpoints.reach("libvirt.network-defined")
         if not net.isActive():
             net.create()
         net.setAutostart(1)
@@ -361,6 +360,7 @@ class LibvirtProvider:
                 observed.attrs.get("running")
             )
         dom = conn.defineXML(self._xml(desired))
+        failpoints.reach("libvirt.domain-defined")
         dom.setAutostart(1)
         if restart:
             on_progress("restarting to apply the new definition")
@@ -368,6 +368,7 @@ class LibvirtProvider:
         if not dom.isActive():
             on_progress("starting")
             dom.create()
+            failpoints.reach("libvirt.domain-started")
         self._wait(lambda: bool(dom.isActive()), deadline, f"server {desired.name} to run", on_progress)
 
     def _wait(self, ready: Any, deadline: float, what: str, on_progress: ProgressCallback) -> None:
@@ -398,6 +399,7 @@ class LibvirtProvider:
                     dom = conn.lookupByName(observed.name)
                     if dom.isActive():
                         dom.destroy()
+                        failpoints.reach("libvirt.domain-destroyed")
                     _undefine(dom)
                 elif observed.kind == "volume":
                     pool = conn.storagePoolLookupByName(mapping.POOL_NAME)

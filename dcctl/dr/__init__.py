@@ -1,0 +1,1 @@
+"""Disaster recovery: changed-block replication to the provincial DR site, RPO tracking, drills, failover."""

@@ -10,7 +10,7 @@ import typer
 
 from dcctl import __version__
 from dcctl.cli import exitcodes
-from dcctl.cli.commands import engine, lock, policy, schema, validate
+from dcctl.cli.commands import dr, engine, lock, policy, schema, validate
 from dcctl.errors import DcctlError
 
 app = typer.Typer(
@@ -35,6 +35,7 @@ app.command()(engine.drift)
 app.command()(schema.schema)
 app.add_typer(policy.app, name="policy")
 app.add_typer(lock.app, name="lock")
+app.add_typer(dr.app, name="dr")
 
 
 def _version(value: bool) -> None:

@@ -256,6 +256,10 @@ class LibvirtBackend(BackendBase):
     console_path: str | None = Field(
         None, description="directory on the host for serial logs (ttyS0) and console sockets (ttyS1)"
     )
+    dr_path: str = Field(
+        "/var/lib/libvirt/dcctl-dr",
+        description="directory on the host for DR staging (a source) or replicas (a DR site backend)",
+    )
 
 
 Backend = Annotated[OpenStackBackend | LibvirtBackend, Field(discriminator="type")]

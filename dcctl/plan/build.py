@@ -193,7 +193,8 @@ def build_plan(
             desired = (
                 [] if scope.everything else [d for d in desired if not scope.covers(d.kind, d.key, d.name, backend)]
             )
-        changes.extend(_diff(provider, backend, desired, obs.resources, applied, diags))
+        keep_dr = not (mode is Mode.DESTROY and scope.everything)
+        changes.extend(_diff(provider, backend, desired, obs.resources, applied, diags, keep_dr=keep_dr))
 
     changes = _scoped(changes, scope, mode)
     ordered = sorted(
@@ -221,6 +222,8 @@ def _diff(
     observed: list[ObservedResource],
     applied: Mapping[tuple[str, str], AppliedResource],
     diags: Diagnostics,
+    *,
+    keep_dr: bool = True,
 ) -> list[Change]:
     found = {(o.kind, o.name): o for o in observed}
     changes: list[Change] = []
@@ -270,6 +273,8 @@ def _diff(
     for (kind, name), o in sorted(found.items()):
         if not o.managed:
             continue  # foreign and not wanted: not ours to judge
+        if o.key.startswith("dr:") and keep_dr:
+            continue  # a drill or failover copy: dcctl dr owns it (only a full destroy removes it)
         changes.append(
             Change(
                 key=o.key,

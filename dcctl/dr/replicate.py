@@ -1,0 +1,327 @@
+"""Changed-block replication of protected workloads to the provincial DR site.
+
+For each server of a protected workload, on its host:
+
+1. **Point.** A libvirt push backup with a new checkpoint captures every disk at one instant: the whole disk the first
+   time, then only the blocks changed since the previous good point's checkpoint (QEMU dirty bitmaps). The backup
+   lands in a staging file on the source host: a qcow2 holding just those clusters.
+2. **Ship.** The source host streams that file straight to the DR host over OpenSSH (the DR backend's key and
+   known_hosts; host keys verified), appending to a ``.part`` file; an interrupted transfer resumes at the bytes
+   already there.
+3. **Verify.** SHA-256 of the staging file and of the replica must match, and ``qemu-img check`` must pass; an
+   incremental is then rebased onto its parent, forming a chain (full ← inc ← inc…). Only now is the point *good*.
+4. **Retain.** The chain keeps ``retention.points`` points and ``retention.days`` days (the oldest two are merged with
+   ``qemu-img commit``); older checkpoints are dropped from the domain.
+
+Every step is recorded in the DR catalog (``dcctl.dr.catalog``) and a re-run after any failure continues from there.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import PurePosixPath
+
+from dcctl.dr import catalog
+from dcctl.dr.ssh import Ssh, SshTarget, q
+from dcctl.errors import DcctlError
+from dcctl.inventory import Inventory
+from dcctl.inventory.model import LibvirtBackend, Tenancy, Workload
+from dcctl.providers.base import ProviderError
+from dcctl.providers.libvirt.dr import DrHost
+from dcctl.state.store import Store, now
+
+Progress = Callable[[str], None]
+
+
+def _quiet(_: str) -> None:
+    """Default progress callback: say nothing."""
+
+
+@dataclass(frozen=True)
+class ProtectedServer:
+    workload: str
+    key: str
+    name: str
+    source: LibvirtBackend
+
+
+@dataclass
+class ServerResult:
+    server: str
+    ok: bool
+    kind: str = ""
+    point_set: str = ""
+    changed_bytes: int = 0
+    shipped_bytes: int = 0
+    seconds: float = 0.0
+    error: str = ""
+    hint: str = ""
+
+
+@dataclass
+class ReplicationResult:
+    workload: str
+    target_backend: str
+    servers: list[ServerResult] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.servers) and all(s.ok for s in self.servers)
+
+
+def new_point_set() -> str:
+    """Time-ordered and unique: 20261126T183000Z-3f9a."""
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(2)
+
+
+def dr_backend_for(inv: Inventory, tenancy: Tenancy, workload: Workload) -> LibvirtBackend:
+    """The DR site's libvirt backend for a workload: of the provincial DR site, serving the tenancy's zone."""
+    target_id = (workload.dr.target if workload.dr else None) or (inv.province.dr_site if inv.province else None)
+    dc = inv.data_centers.get(target_id or "")
+    if dc is None:
+        raise DcctlError(f"workload '{workload.id}' has no DR site", hint="set province.dr_site")
+    candidates = [b for b in dc.backends if isinstance(b, LibvirtBackend) and tenancy.zone in b.zones]
+    if not candidates:
+        raise DcctlError(
+            f"DR site '{dc.id}' has no libvirt backend serving the {tenancy.zone.value} for '{workload.id}'",
+            hint="add one, or replicate this workload's OpenStack volumes with the OpenStack provider",
+        )
+    return sorted(candidates, key=lambda b: b.id)[0]
+
+
+def staging_path(source: LibvirtBackend, server: str, disk: str, point_set: str) -> str:
+    return f"{source.dr_path.rstrip('/')}/staging/{server}/{disk}-{point_set}.qcow2"
+
+
+def replica_dir(target: LibvirtBackend, workload: str, server: str, disk: str) -> str:
+    return f"{target.dr_path.rstrip('/')}/{workload}/{server}/{disk}"
+
+
+class Replicator:
+    """Replicates the servers of one workload to its DR backend."""
+
+    def __init__(
+        self,
+        store: Store,
+        workload: Workload,
+        target: LibvirtBackend,
+        *,
+        progress: Progress = _quiet,
+        timeout: float = 3600.0,
+    ) -> None:
+        self.store = store
+        self.workload = workload
+        self.target = target
+        self.target_ssh = SshTarget.from_uri(target.uri)
+        self.progress = progress
+        self.timeout = timeout
+
+    # --------------------------------------------------------------------------------------------- per server
+    def replicate(self, server: ProtectedServer, point_set: str) -> ServerResult:
+        started = time.monotonic()
+        deadline = started + self.timeout
+        result = ServerResult(server.name, ok=False, point_set=point_set)
+        try:
+            with Ssh(SshTarget.from_uri(server.source.uri)) as src, Ssh(self.target_ssh) as dst:
+                self._finish_pending(server, src, dst)
+                with DrHost(server.source) as host:
+                    kind, changed, shipped = self._take_and_ship(server, host, src, dst, point_set, deadline)
+                    self._prune_checkpoints(server, host)
+                self._retain(server, dst)
+            result = ServerResult(server.name, True, kind, point_set, changed, shipped)
+        except (ProviderError, DcctlError) as exc:
+            result.error, result.hint = exc.message, exc.hint
+        result.seconds = time.monotonic() - started
+        return result
+
+    def _finish_pending(self, server: ProtectedServer, src: Ssh, dst: Ssh) -> None:
+        """Points whose transfer was interrupted: resume them (or mark them failed if their staging file is gone)."""
+        for d in catalog.disk_points(self.store, self.workload.id, status="pending"):
+            if d.server != server.name:
+                continue
+            staged = staging_path(server.source, d.server, d.disk, d.point_set)
+            rc, _, _ = src.run(f"test -f {q(staged)}", check=False)
+            if rc != 0:
+                catalog.mark_point(self.store, d.id, "failed")
+                self.progress(f"{d.server}/{d.disk}: point {d.point_set} lost its staging file; marked failed")
+                continue
+            self.progress(f"{d.server}/{d.disk}: resuming the transfer of point {d.point_set}")
+            self._ship_and_verify(d.id, staged, d.target_path, d.parent_id, src, dst)
+
+    def _take_and_ship(
+        self, server: ProtectedServer, host: DrHost, src: Ssh, dst: Ssh, point_set: str, deadline: float
+    ) -> tuple[str, int, int]:
+        disks = host.disks(server.name)
+        if not disks:
+            raise DcctlError(f"server {server.name} has no file disks to replicate")
+        existing = set(host.checkpoints(server.name))
+        parents = {
+            d.disk: d
+            for d in catalog.disk_points(self.store, self.workload.id, status="good")
+            if d.server == server.name
+        }
+        base = self._last_good_checkpoint(server.name)
+        incremental = base if base in existing and all(disk.target in parents for disk in disks) else None
+        kind = "incremental" if incremental else "full"
+        checkpoint = f"dcctl-{point_set}"
+        targets = {disk.target: staging_path(server.source, server.name, disk.target, point_set) for disk in disks}
+        src.run("mkdir -p " + " ".join(q(str(PurePosixPath(p).parent)) for p in targets.values()))
+        self.progress(f"{server.name}: {kind} point {point_set} ({', '.join(targets)})")
+        taken_at = now()
+        host.backup(server.name, targets, checkpoint, incremental, deadline)
+        changed_total = shipped_total = 0
+        for disk in disks:
+            staged = targets[disk.target]
+            size, changed = self._measure(src, staged, incremental is not None)
+            parent = parents.get(disk.target) if incremental else None
+            target_path = f"{replica_dir(self.target, self.workload.id, server.name, disk.target)}/{point_set}.qcow2"
+            point_id = catalog.add_disk_point(
+                self.store,
+                point_set=point_set,
+                workload=self.workload.id,
+                server=server.name,
+                disk=disk.target,
+                kind=kind,
+                parent_id=parent.id if parent else None,
+                checkpoint=checkpoint,
+                source_backend=server.source.id,
+                target_backend=self.target.id,
+                target_path=target_path,
+                taken_at=taken_at,
+                status="pending",
+                size_bytes=size,
+                changed_bytes=changed,
+            )
+            shipped_total += self._ship_and_verify(
+                point_id, staged, target_path, parent.id if parent else None, src, dst
+            )
+            changed_total += changed
+        return kind, changed_total, shipped_total
+
+    def _last_good_checkpoint(self, server: str) -> str | None:
+        good = [d for d in catalog.disk_points(self.store, self.workload.id, status="good") if d.server == server]
+        return good[-1].checkpoint if good else None
+
+    @staticmethod
+    def _measure(src: Ssh, staged: str, incremental: bool) -> tuple[int, int]:
+        """(virtual size, bytes of data in this point): an incremental's own clusters are those at depth 0."""
+        _, out, _ = src.run(f"qemu-img map -U --output=json {q(staged)}")
+        extents = json.loads(out)
+        size = max((e["start"] + e["length"] for e in extents), default=0)
+        changed = sum(e["length"] for e in extents if e.get("data") and (not incremental or e.get("depth", 0) == 0))
+        return size, changed
+
+    def _ship_and_verify(
+        self, point_id: int, staged: str, target_path: str, parent_id: int | None, src: Ssh, dst: Ssh
+    ) -> int:
+        """Stream the staging file to the DR host (resuming a partial copy), verify, chain, mark good."""
+        part = target_path + ".part"
+        dst.run(f"mkdir -p {q(str(PurePosixPath(target_path).parent))}")
+        _, out, _ = src.run(f"stat -c %s {q(staged)}")
+        size = int(out.strip())
+        _, out, _ = dst.run(f"stat -c %s {q(part)} 2>/dev/null || echo 0")
+        have = int(out.strip() or 0)
+        if have > size:
+            dst.run(f"rm -f {q(part)}")
+            have = 0
+        shipped = 0
+        if have < size:
+            remote = " ".join(q(a) for a in self.target_ssh.openssh_command())
+            writer = f"dd of={q(part)} bs=4M oflag=seek_bytes seek={have} conv=notrunc status=none"
+            command = (
+                f"set -o pipefail 2>/dev/null; dd if={q(staged)} bs=4M iflag=skip_bytes skip={have} status=none"
+                f" | {remote} {q(writer)}"
+            )
+            rc, _, err = src.run(f"bash -c {q(command)}", check=False, timeout=self.timeout)
+            _, out, _ = dst.run(f"stat -c %s {q(part)} 2>/dev/null || echo 0", check=False)
+            reached = int(out.strip() or 0)
+            shipped = max(0, reached - have)
+            self._add_shipped(point_id, shipped)
+            if rc != 0 or reached != size:
+                raise ProviderTransferError(
+                    f"transfer of {PurePosixPath(staged).name} to {self.target.id} stopped at "
+                    f"{reached:,} of {size:,} bytes ({err.strip()[-200:] or f'exit {rc}'})",
+                    hint="the next 'dcctl dr replicate' resumes it from there",
+                )
+        _, out, _ = src.run(f"sha256sum {q(staged)}")
+        want = out.split()[0]
+        _, out, _ = dst.run(f"sha256sum {q(part)}")
+        got = out.split()[0]
+        if got != want:
+            dst.run(f"rm -f {q(part)}")
+            catalog.mark_point(self.store, point_id, "failed")
+            raise ProviderTransferError(
+                f"checksum mismatch for {PurePosixPath(target_path).name}: source {want[:12]}…, replica {got[:12]}…",
+                hint="the replica was discarded; replicate again",
+            )
+        if parent_id is not None:
+            parent = next(d for d in catalog.disk_points(self.store) if d.id == parent_id)
+            dst.run(f"qemu-img rebase -u -F qcow2 -b {q(PurePosixPath(parent.target_path).name)} {q(part)}")
+        dst.run(f"qemu-img check -q {q(part)} && mv -f {q(part)} {q(target_path)}")
+        catalog.mark_point(self.store, point_id, "good", verified_at=now(), checksum=f"sha256:{want}")
+        src.run(f"rm -f {q(staged)}")
+        return shipped
+
+    def _add_shipped(self, point_id: int, shipped: int) -> None:
+        with self.store.transaction() as db:
+            db.execute("UPDATE dr_points SET shipped_bytes = shipped_bytes + ? WHERE id = ?", (shipped, point_id))
+
+    def _prune_checkpoints(self, server: ProtectedServer, host: DrHost) -> None:
+        """Keep only the newest good point's checkpoint (the base of the next incremental)."""
+        keep = self._last_good_checkpoint(server.name)
+        for checkpoint in host.checkpoints(server.name):
+            if checkpoint != keep:
+                host.delete_checkpoint(server.name, checkpoint)
+
+    def _retain(self, server: ProtectedServer, dst: Ssh) -> None:
+        """Merge the oldest points of each disk's chain until the retention policy holds (the newest always stays)."""
+        policy = self.workload.dr.retention if self.workload.dr else None
+        if policy is None:
+            return
+        horizon = datetime.now(UTC) - timedelta(days=policy.days)
+        disks = {d.disk for d in catalog.disk_points(self.store, self.workload.id) if d.server == server.name}
+        for disk in sorted(disks):
+            chain = self._chain(server.name, disk)
+            for old in catalog.disk_points(self.store, self.workload.id, status="good"):
+                if (old.server, old.disk) == (server.name, disk) and chain and old.taken_at < chain[0].taken_at:
+                    dst.run(f"rm -f {q(old.target_path)}")  # a chain superseded by a newer full point
+                    catalog.mark_point(self.store, old.id, "expired")
+            while len(chain) > 1 and (len(chain) > policy.points or chain[1].taken_at < horizon):
+                oldest, second = chain[0], chain[1]
+                self.progress(
+                    f"{server.name}/{disk}: retention merges point {oldest.point_set} into {second.point_set}"
+                )
+                dst.run(f"qemu-img commit -q -d {q(second.target_path)}")
+                if len(chain) > 2:
+                    third = chain[2]
+                    dst.run(
+                        f"qemu-img rebase -u -F qcow2 -b {q(PurePosixPath(oldest.target_path).name)} "
+                        f"{q(third.target_path)}"
+                    )
+                dst.run(f"rm -f {q(second.target_path)}")
+                catalog.mark_point(self.store, oldest.id, "expired")
+                with self.store.transaction() as db:
+                    db.execute(
+                        "UPDATE dr_points SET kind = 'full', parent_id = NULL, target_path = ? WHERE id = ?",
+                        (oldest.target_path, second.id),
+                    )
+                chain = self._chain(server.name, disk)
+
+    def _chain(self, server: str, disk: str) -> list[catalog.DiskPoint]:
+        """The good points of one disk from its newest full point on (older chains are expired)."""
+        good = [
+            d
+            for d in catalog.disk_points(self.store, self.workload.id, status="good")
+            if (d.server, d.disk) == (server, disk)
+        ]
+        fulls = [i for i, d in enumerate(good) if d.kind == "full"]
+        return good[fulls[-1] :] if fulls else good
+
+
+class ProviderTransferError(ProviderError):
+    """A transfer or verification did not complete; the catalog keeps the point pending (or failed)."""

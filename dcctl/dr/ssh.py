@@ -1,0 +1,130 @@
+"""Commands on backend hosts over SSH (paramiko), with host keys verified against a known_hosts file.
+
+A libvirt URI already names everything SSH needs (``qemu+libssh://root@host/system?keyfile=…&known_hosts=…``), so a
+backend's URI is the single source of its SSH settings. Unknown or changed host keys are refused, never added.
+"""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from urllib.parse import parse_qs, urlsplit
+
+import paramiko
+
+from dcctl.errors import DcctlError
+from dcctl.providers.base import PermanentError, TransientError
+
+
+@dataclass(frozen=True)
+class SshTarget:
+    host: str
+    user: str
+    port: int
+    keyfile: str | None
+    known_hosts: str
+
+    @classmethod
+    def from_uri(cls, uri: str) -> SshTarget:
+        """The SSH side of a remote libvirt URI (qemu+ssh, qemu+libssh, qemu+libssh2)."""
+        parts = urlsplit(uri)
+        if not parts.scheme.startswith("qemu+") or "ssh" not in parts.scheme or not parts.hostname:
+            raise DcctlError(
+                f"backend URI {parts.scheme}://{parts.hostname or ''}/… is not reached over SSH",
+                hint="DR replication runs over SSH: use a qemu+ssh:// or qemu+libssh:// URI",
+            )
+        query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+        return cls(
+            host=parts.hostname,
+            user=parts.username or "root",
+            port=parts.port or 22,
+            keyfile=query.get("keyfile"),
+            known_hosts=query.get("known_hosts") or str(Path.home() / ".ssh" / "known_hosts"),
+        )
+
+    def openssh_command(self) -> list[str]:
+        """An OpenSSH client command line reaching this target with the same key and known_hosts (for host-to-host
+        streams: fastest cipher with AES-NI, keepalives so a cut link fails in seconds, never prompting)."""
+        args = ["ssh", "-T", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes"]
+        args += ["-o", f"UserKnownHostsFile={self.known_hosts}", "-o", "ServerAliveInterval=1"]
+        args += ["-o", "ServerAliveCountMax=3", "-o", "ConnectTimeout=10"]
+        args += ["-c", "aes128-gcm@openssh.com,aes256-gcm@openssh.com,chacha20-poly1305@openssh.com"]
+        if self.keyfile:
+            args += ["-i", self.keyfile]
+        args += ["-p", str(self.port), f"{self.user}@{self.host}"]
+        return args
+
+
+class Ssh:
+    """One SSH connection to a host; ``run`` executes a shell command line there."""
+
+    def __init__(self, target: SshTarget, timeout: float = 15.0) -> None:
+        self.target = target
+        self.client = paramiko.SSHClient()
+        try:
+            self.client.load_host_keys(target.known_hosts)
+        except OSError as exc:
+            raise PermanentError(f"cannot read known_hosts {target.known_hosts}: {exc.strerror}") from None
+        self.client.set_missing_host_key_policy(paramiko.RejectPolicy())
+        try:
+            self.client.connect(
+                target.host,
+                port=target.port,
+                username=target.user,
+                key_filename=target.keyfile,
+                look_for_keys=target.keyfile is None,
+                allow_agent=target.keyfile is None,
+                timeout=timeout,
+                banner_timeout=timeout,
+                auth_timeout=timeout,
+            )
+        except paramiko.BadHostKeyException:
+            raise PermanentError(
+                f"the host key of {target.host} does not match {target.known_hosts}: refusing to connect",
+                hint="if the host was reinstalled, verify its new key and update known_hosts",
+            ) from None
+        except paramiko.SSHException as exc:
+            if "not found in known_hosts" in str(exc):
+                raise PermanentError(
+                    f"{target.host} is not in {target.known_hosts}: dcctl connects only to known hosts",
+                    hint="add the host's verified key to that known_hosts file",
+                ) from None
+            raise TransientError(f"SSH to {target.host} failed: {exc}") from None
+        except (TimeoutError, OSError) as exc:
+            raise TransientError(f"cannot reach {target.host} over SSH: {exc}") from None
+
+    def __enter__(self) -> Ssh:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.client.close()
+
+    def run(self, command: str, *, timeout: float = 600.0, check: bool = True) -> tuple[int, str, str]:
+        """Run ``command`` with /bin/sh; returns (exit code, stdout, stderr)."""
+        try:
+            _, stdout, stderr = self.client.exec_command(command, timeout=timeout)
+            out = stdout.read().decode(errors="replace")
+            err = stderr.read().decode(errors="replace")
+            rc = stdout.channel.recv_exit_status()
+        except (TimeoutError, paramiko.SSHException, OSError) as exc:
+            raise TransientError(f"command on {self.target.host} failed: {exc}") from None
+        if check and rc != 0:
+            raise TransientError(
+                f"on {self.target.host}: `{_short(command)}` exited {rc}: {err.strip()[-400:] or out.strip()[-400:]}"
+            )
+        return rc, out, err
+
+
+def q(value: str) -> str:
+    return shlex.quote(value)
+
+
+def _short(command: str) -> str:
+    return command if len(command) < 120 else command[:117] + "..."

@@ -59,6 +59,7 @@ class ServerResult:
     changed_bytes: int = 0
     shipped_bytes: int = 0
     seconds: float = 0.0
+    ship_seconds: float = 0.0  # the transfer alone (for throughput figures)
     error: str = ""
     hint: str = ""
 
@@ -120,10 +121,12 @@ class Replicator:
         self.target_ssh = SshTarget.from_uri(target.uri)
         self.progress = progress
         self.timeout = timeout
+        self.ship_seconds = 0.0
 
     # --------------------------------------------------------------------------------------------- per server
     def replicate(self, server: ProtectedServer, point_set: str) -> ServerResult:
         started = time.monotonic()
+        self.ship_seconds = 0.0
         deadline = started + self.timeout
         result = ServerResult(server.name, ok=False, point_set=point_set)
         try:
@@ -133,7 +136,7 @@ class Replicator:
                     kind, changed, shipped = self._take_and_ship(server, host, src, dst, point_set, deadline)
                     self._prune_checkpoints(server, host)
                 self._retain(server, dst)
-            result = ServerResult(server.name, True, kind, point_set, changed, shipped)
+            result = ServerResult(server.name, True, kind, point_set, changed, shipped, ship_seconds=self.ship_seconds)
         except (ProviderError, DcctlError) as exc:
             result.error, result.hint = exc.message, exc.hint
         result.seconds = time.monotonic() - started
@@ -237,20 +240,29 @@ class Replicator:
                 f"set -o pipefail 2>/dev/null; dd if={q(staged)} bs=4M iflag=skip_bytes skip={have} status=none"
                 f" | {remote} {q(writer)}"
             )
+            shipping = time.monotonic()
             rc, _, err = src.run(f"bash -c {q(command)}", check=False, timeout=self.timeout)
-            _, out, _ = dst.run(f"stat -c %s {q(part)} 2>/dev/null || echo 0", check=False)
-            reached = int(out.strip() or 0)
-            shipped = max(0, reached - have)
-            self._add_shipped(point_id, shipped)
+            self.ship_seconds += time.monotonic() - shipping
+            reached: int | None = None
+            try:
+                _, out, _ = dst.run(f"stat -c %s {q(part)} 2>/dev/null || echo 0", check=False, timeout=20)
+                reached = int(out.strip() or 0)
+            except ProviderError:
+                pass  # the DR site is unreachable: how far it got is read on the next run
+            if reached is not None:
+                shipped = max(0, reached - have)
+                self._add_shipped(point_id, shipped)
             if rc != 0 or reached != size:
+                where = f"{reached:,} of {size:,} bytes" if reached is not None else f"an unknown byte of {size:,}"
                 raise ProviderTransferError(
-                    f"transfer of {PurePosixPath(staged).name} to {self.target.id} stopped at "
-                    f"{reached:,} of {size:,} bytes ({err.strip()[-200:] or f'exit {rc}'})",
+                    f"transfer of {PurePosixPath(staged).name} to {self.target.id} stopped at {where} "
+                    f"({err.strip()[-200:] or f'exit {rc}'})",
                     hint="the next 'dcctl dr replicate' resumes it from there",
                 )
-        _, out, _ = src.run(f"sha256sum {q(staged)}")
+        digest_timeout = 60 + size / (50 * 2**20)  # sha256 reads the file: allow 50 MiB/s
+        _, out, _ = src.run(f"sha256sum {q(staged)}", timeout=digest_timeout)
         want = out.split()[0]
-        _, out, _ = dst.run(f"sha256sum {q(part)}")
+        _, out, _ = dst.run(f"sha256sum {q(part)}", timeout=digest_timeout)
         got = out.split()[0]
         if got != want:
             dst.run(f"rm -f {q(part)}")

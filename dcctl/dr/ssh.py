@@ -7,6 +7,7 @@ backend's URI is the single source of its SSH settings. Unknown or changed host 
 from __future__ import annotations
 
 import shlex
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -44,7 +45,7 @@ class SshTarget:
             known_hosts=query.get("known_hosts") or str(Path.home() / ".ssh" / "known_hosts"),
         )
 
-    def openssh_command(self) -> list[str]:
+    def openssh_command(self, *, destination: bool = True) -> list[str]:
         """An OpenSSH client command line reaching this target with the same key and known_hosts (for host-to-host
         streams: fastest cipher with AES-NI, keepalives so a cut link fails in seconds, never prompting)."""
         args = ["ssh", "-T", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes"]
@@ -53,8 +54,8 @@ class SshTarget:
         args += ["-c", "aes128-gcm@openssh.com,aes256-gcm@openssh.com,chacha20-poly1305@openssh.com"]
         if self.keyfile:
             args += ["-i", self.keyfile]
-        args += ["-p", str(self.port), f"{self.user}@{self.host}"]
-        return args
+        args += ["-p", str(self.port)]
+        return [*args, f"{self.user}@{self.host}"] if destination else args
 
 
 class Ssh:
@@ -106,15 +107,33 @@ class Ssh:
     def close(self) -> None:
         self.client.close()
 
-    def run(self, command: str, *, timeout: float = 600.0, check: bool = True) -> tuple[int, str, str]:
-        """Run ``command`` with /bin/sh; returns (exit code, stdout, stderr)."""
+    def run(self, command: str, *, timeout: float = 60.0, check: bool = True) -> tuple[int, str, str]:
+        """Run ``command`` with /bin/sh; returns (exit code, stdout, stderr).
+
+        ``timeout`` bounds the whole call: paramiko waits on a channel without limit once a link has died, so a
+        watchdog closes the connection at the deadline and the call fails (transiently) instead of hanging.
+        """
+        expired = threading.Event()
+
+        def expire() -> None:
+            expired.set()
+            self.client.close()
+
+        watchdog = threading.Timer(timeout, expire)
+        watchdog.daemon = True
+        watchdog.start()
         try:
             _, stdout, stderr = self.client.exec_command(command, timeout=timeout)
             out = stdout.read().decode(errors="replace")
             err = stderr.read().decode(errors="replace")
             rc = stdout.channel.recv_exit_status()
-        except (TimeoutError, paramiko.SSHException, OSError) as exc:
-            raise TransientError(f"command on {self.target.host} failed: {exc}") from None
+        except (paramiko.SSHException, OSError, TimeoutError, EOFError) as exc:
+            why = f"no answer within {timeout:.0f}s" if expired.is_set() else str(exc)
+            raise TransientError(f"command on {self.target.host} failed: {why}") from None
+        finally:
+            watchdog.cancel()
+        if expired.is_set():
+            raise TransientError(f"command on {self.target.host} failed: no answer within {timeout:.0f}s")
         if check and rc != 0:
             raise TransientError(
                 f"on {self.target.host}: `{_short(command)}` exited {rc}: {err.strip()[-400:] or out.strip()[-400:]}"

@@ -12,36 +12,38 @@ from pathlib import Path
 def shell(sock: Path, command: str, timeout: float = 120.0) -> str:
     """Run ``command`` in the guest's busybox shell; return its output (raises if it fails or times out)."""
     deadline = time.monotonic() + timeout
-    while True:
-        try:
-            conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            conn.connect(str(sock))
-            break
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.5)
-    conn.settimeout(1.0)
-    buf = b""
+    conn = _connect(sock, deadline)
+    conn.settimeout(0.5)
+    tag = uuid.uuid4().hex[:8]
     try:
-        ready = f"READY-{uuid.uuid4().hex[:8]}"
-        while ready.encode() not in buf:  # the shell may still be starting: ask until it answers
-            conn.sendall(f"echo {ready}\n".encode())
-            buf += _read(conn, deadline)
-        marker = f"DONE-{uuid.uuid4().hex[:8]}"
-        conn.sendall(f"{command}; echo {marker} rc=$?\n".encode())
         buf = b""
-        done = re.compile(rf"{marker} rc=(\d+)\r?\n".encode())
-        while not done.search(buf):
+        while f"READY-{tag}".encode() not in buf:  # the shell may still be starting: ask until it answers
+            conn.sendall(f"echo READY-{tag}\n".encode())
+            buf += _read(conn, deadline)
+        conn.sendall(f"echo START-{tag}; {command}; echo DONE-{tag} rc=$?\n".encode())
+        done = re.compile(rf"START-{tag}\r?\n(.*?)DONE-{tag} rc=(\d+)\r?\n".encode(), re.S)
+        buf = b""
+        while (found := done.search(buf)) is None:
             buf += _read(conn, deadline)
     finally:
         conn.close()
-    text = buf.decode(errors="replace").replace("\r", "")
-    head, _, tail = text.partition(f"{marker} rc=")
-    rc = tail.split()[0] if tail.split() else "?"
+    output, rc = found.group(1).decode(errors="replace").replace("\r", ""), found.group(2).decode()
     if rc != "0":
-        raise AssertionError(f"guest command failed (rc={rc}): {command}\n{head}")
-    return head
+        raise AssertionError(f"guest command failed (rc={rc}): {command}\n{output}")
+    return output
+
+
+def _connect(sock: Path, deadline: float) -> socket.socket:
+    while True:
+        conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            conn.connect(str(sock))
+            return conn
+        except OSError:
+            conn.close()
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
 
 
 def _read(conn: socket.socket, deadline: float) -> bytes:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import re
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,10 +53,13 @@ def _lab_up() -> bool:
 
 
 @pytest.fixture(scope="session")
-def lab() -> Lab:
+def lab() -> Iterator[Lab]:
+    """The lab, held exclusively: test sessions that use its hosts run one after another, never interleaved."""
     require_service("the libvirt lab (namespace hosts with sshd + libvirtd)", _lab_up(), "scripts/lab up")
     data = json.loads((LAB_DIR / "hosts.json").read_text())
-    return Lab(data["hosts"])
+    with open(LAB_DIR / "tests.lock", "w") as lock:  # noqa: PTH123
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield Lab(data["hosts"])
 
 
 def dcctl(

@@ -10,7 +10,7 @@ import typer
 
 from dcctl import __version__
 from dcctl.cli import exitcodes
-from dcctl.cli.commands import dr, engine, lock, policy, schema, validate
+from dcctl.cli.commands import audit, dr, engine, hosts, lock, policy, report, schema, validate
 from dcctl.errors import DcctlError
 
 app = typer.Typer(
@@ -35,7 +35,10 @@ app.command()(engine.drift)
 app.command()(schema.schema)
 app.add_typer(policy.app, name="policy")
 app.add_typer(lock.app, name="lock")
+app.add_typer(hosts.app, name="hosts")
 app.add_typer(dr.app, name="dr")
+app.command()(report.report)
+app.add_typer(audit.app, name="audit")
 
 
 def _version(value: bool) -> None:

@@ -20,6 +20,7 @@ from dcctl.plan.build import kind_rank
 from dcctl.plan.model import Action, Change, Plan
 from dcctl.providers.base import Provider, ProviderError, TransientError
 from dcctl.resources import DesiredResource, ObservedResource, digest
+from dcctl.state import audit
 from dcctl.state.store import Holder, Store
 
 
@@ -111,7 +112,9 @@ def apply_plan(
                     events(Event(EventKind.CHANGE_SKIPPED, change, res.error, ok=False))
                 else:
                     with slots[change.backend]:
-                        res = _run_one(change, providers[change.backend], store, run_id, events, timeout, retry)
+                        res = _run_one(
+                            change, providers[change.backend], store, run_id, events, timeout, retry, plan_digest
+                        )
                 with guard:
                     done += 1
                     if not res.ok:
@@ -149,6 +152,15 @@ def _lock(store: Store, backends: list[str], holder: Holder, run_id: int, events
     for backend, old in store.locks().items():
         if backend in backends and old.alive() is False:
             store.break_lock(backend)
+            audit.record(
+                store,
+                audit.AuditEvent(
+                    "lock.takeover",
+                    backend,
+                    "succeeded",
+                    detail={"run_id": run_id, "previous_holder": old.describe(), "command": holder.command},
+                ),
+            )
             events(Event(EventKind.LOCK_TAKEN_OVER, message=f"lock of {backend} held by a dead run: {old.describe()}"))
     store.lock(backends, holder, run_id)
 
@@ -161,6 +173,7 @@ def _run_one(
     events: EventHandler,
     timeout: float,
     retry: RetryPolicy,
+    plan_digest: str = "",
 ) -> StepResult:
     started = time.monotonic()
     deadline = started + timeout
@@ -192,6 +205,7 @@ def _run_one(
         store.journal(
             run_id, change.backend, change.key, change.kind, change.name, change.action.value, "failed", exc.message
         )
+        _audit(store, change, run_id, plan_digest, exc.message)
         return StepResult(change, False, exc.message, exc.hint, time.monotonic() - started)
     failpoints.reach("apply.step-applied")
     if change.action is Action.DELETE:
@@ -199,4 +213,23 @@ def _run_one(
     else:
         store.record_applied(run_id, change.backend, change.key, change.kind, change.name, digest(change.spec))
     store.journal(run_id, change.backend, change.key, change.kind, change.name, change.action.value, "done")
+    _audit(store, change, run_id, plan_digest)
     return StepResult(change, True, seconds=time.monotonic() - started, attempts=attempts)
+
+
+def _audit(store: Store, change: Change, run_id: int, plan_digest: str, error: str = "") -> None:
+    """One audit entry per step: before = the observed state's digest, after = the applied spec's ("" if none)."""
+    observed = (change.before or {}).get("observed")
+    detail = {"run_id": run_id, "kind": change.kind, "name": change.name, "reason": change.reason.value}
+    audit.record(
+        store,
+        audit.AuditEvent(
+            f"apply.{change.action.value}",
+            change.id,
+            "failed" if error else "succeeded",
+            plan_digest=plan_digest,
+            before_digest=digest(observed) if observed is not None else "",
+            after_digest=digest(change.spec) if change.spec is not None and change.action is not Action.DELETE else "",
+            detail={**detail, "error": error} if error else detail,
+        ),
+    )

@@ -189,6 +189,7 @@ def build_plan(
         if obs is None or obs.error is not None:
             continue
         desired = provider.desired(inv, by_backend[backend])
+        diags.extend(getattr(provider, "diagnostics", ()))  # what the provider had to leave out, and why
         if mode is Mode.DESTROY:
             desired = (
                 [] if scope.everything else [d for d in desired if not scope.covers(d.kind, d.key, d.name, backend)]

@@ -23,7 +23,12 @@ class ProviderError(DcctlError):
 
 
 class TransientError(ProviderError):
-    """Worth retrying: timeouts, 409/429/5xx, a connection that dropped."""
+    """Worth retrying: timeouts, 409/429/5xx, a connection that dropped. ``retry_after`` is the least wait, in seconds,
+    the backend asked for (an HTTP ``Retry-After``); the engine's backoff never waits less."""
+
+    def __init__(self, message: str, *, hint: str = "", retry_after: float | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.retry_after = retry_after
 
 
 class NotFound(ProviderError):

@@ -40,11 +40,15 @@ def break_lock(
     force: Annotated[bool, typer.Option("--force", help="Also clear a lock whose holder may still run.")] = False,
 ) -> int:
     """Clear the lock of a backend whose holder is gone (a killed run); refuses a live holder unless --force."""
-    from dcctl.state import open_store
+    from dcctl.state import audit, open_store
 
     store = open_store(inventory, state)
     try:
         holder = store.break_lock(backend, force=force)
+        audit.record(
+            store,
+            audit.AuditEvent("lock.break", backend, "succeeded", detail={"holder": holder.describe(), "force": force}),
+        )
     finally:
         store.close()
     typer.echo(f"cleared the lock on {backend} held by {holder.describe()}")

@@ -294,8 +294,13 @@ class Recovery:
                             f"qemu-img rebase -u -F qcow2 -b {q(live[disk])} {q(staged)} && "
                             f"qemu-img commit -q {q(staged)} && rm -f {q(staged)}"
                         )
-                    for checkpoint in src_host.checkpoints(server):  # they no longer describe the disks
-                        src_host.delete_checkpoint(server, checkpoint)
+                    # the checkpoints no longer describe the disks: drop their bitmaps, then their metadata
+                    checkpoints = src_host.checkpoints(server)
+                    for path in live.values():
+                        for checkpoint in checkpoints:
+                            src.run(f"qemu-img bitmap --remove {q(path)} {q(checkpoint)} 2>/dev/null || true")
+                    for checkpoint in checkpoints:
+                        src_host.delete_checkpoint(server, checkpoint, metadata_only=True)
                     if source.console_path:
                         src.run(f"rm -f {q(f'{source.console_path}/{server}.log')}")
                     src_host.start(server)

@@ -62,6 +62,7 @@ class ServerResult:
     ship_seconds: float = 0.0  # the transfer alone (for throughput figures)
     error: str = ""
     hint: str = ""
+    target_unreachable: bool = False  # the DR site did not answer: the other servers of this run wait for the next
 
 
 @dataclass
@@ -130,15 +131,21 @@ class Replicator:
         deadline = started + self.timeout
         result = ServerResult(server.name, ok=False, point_set=point_set)
         try:
-            with Ssh(SshTarget.from_uri(server.source.uri)) as src, Ssh(self.target_ssh) as dst:
-                self._finish_pending(server, src, dst)
-                with DrHost(server.source) as host:
-                    kind, changed, shipped = self._take_and_ship(server, host, src, dst, point_set, deadline)
-                    self._prune_checkpoints(server, host)
-                self._retain(server, dst)
+            with Ssh(SshTarget.from_uri(server.source.uri)) as src:
+                try:
+                    dst = Ssh(self.target_ssh, timeout=10)
+                except ProviderError as exc:
+                    raise ProviderTransferError(exc.message, hint=exc.hint, unreachable=True) from None
+                with dst:
+                    self._finish_pending(server, src, dst)
+                    with DrHost(server.source) as host:
+                        kind, changed, shipped = self._take_and_ship(server, host, src, dst, point_set, deadline)
+                        self._prune_checkpoints(server, host)
+                    self._retain(server, dst)
             result = ServerResult(server.name, True, kind, point_set, changed, shipped, ship_seconds=self.ship_seconds)
         except (ProviderError, DcctlError) as exc:
             result.error, result.hint = exc.message, exc.hint
+            result.target_unreachable = isinstance(exc, ProviderTransferError) and exc.unreachable
         result.seconds = time.monotonic() - started
         return result
 
@@ -258,6 +265,7 @@ class Replicator:
                     f"transfer of {PurePosixPath(staged).name} to {self.target.id} stopped at {where} "
                     f"({err.strip()[-200:] or f'exit {rc}'})",
                     hint="the next 'dcctl dr replicate' resumes it from there",
+                    unreachable=reached is None,
                 )
         digest_timeout = 60 + size / (50 * 2**20)  # sha256 reads the file: allow 50 MiB/s
         _, out, _ = src.run(f"sha256sum {q(staged)}", timeout=digest_timeout)
@@ -337,3 +345,7 @@ class Replicator:
 
 class ProviderTransferError(ProviderError):
     """A transfer or verification did not complete; the catalog keeps the point pending (or failed)."""
+
+    def __init__(self, message: str, *, hint: str = "", unreachable: bool = False) -> None:
+        super().__init__(message, hint=hint)
+        self.unreachable = unreachable

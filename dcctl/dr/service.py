@@ -13,6 +13,7 @@ from dcctl.dr.replicate import (
     ProtectedServer,
     ReplicationResult,
     Replicator,
+    ServerResult,
     _quiet,
     dr_backend_for,
     new_point_set,
@@ -20,6 +21,7 @@ from dcctl.dr.replicate import (
 from dcctl.engine.session import Session
 from dcctl.errors import DcctlError, UsageError
 from dcctl.inventory.model import LibvirtBackend, Workload
+from dcctl.plan.build import observe_all
 
 
 def protected_workloads(session: Session, only: Iterable[str] = ()) -> list[Workload]:
@@ -34,9 +36,12 @@ def protected_workloads(session: Session, only: Iterable[str] = ()) -> list[Work
 
 
 def servers_of(session: Session, workload: Workload) -> list[ProtectedServer]:
-    """The workload's servers as they run now (observed), with the backend each runs on."""
+    """The workload's servers as they run now, observed on the hosts it may run on only (not the DR site's)."""
+    tenancy = session.inv.workloads[workload.id][0]
+    eligible = {b.id for b in session.inv.eligible_backends(tenancy, workload)}
+    providers = {b: p for b, p in session.providers().items() if b in eligible}
     found = []
-    for backend_id, obs in session.observe().items():
+    for backend_id, obs in observe_all(providers).items():
         if obs.error is not None:
             continue
         backend = session.inv.backends[backend_id][1]
@@ -77,8 +82,16 @@ def replicate(
             )
         replicator = Replicator(session.store, workload, target, progress=progress)
         point_set = new_point_set()
+        unreachable: ServerResult | None = None
         for server in servers:
+            if unreachable is not None:  # the DR site stopped answering: do not wait for it once per server
+                result.servers.append(
+                    ServerResult(server.name, False, error=f"skipped: {unreachable.error}", hint=unreachable.hint)
+                )
+                continue
             res = replicator.replicate(server, point_set)
+            if res.target_unreachable:
+                unreachable = res
             result.servers.append(res)
             _audit(
                 session,

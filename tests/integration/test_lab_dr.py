@@ -157,7 +157,7 @@ def test_a_link_cut_mid_transfer_is_resumed(applied: None, lab: Lab, work: Path)
         else:
             raise AssertionError("the transfer never started")
         subprocess.run([*dr_netns, "ip", "link", "set", "eth0", "down"], check=True)  # cut the DR site's link
-        out, err = proc.communicate(timeout=120)
+        out, err = proc.communicate(timeout=300)
     finally:
         subprocess.run([*dr_netns, "ip", "link", "set", "eth0", "up"], check=False)
         subprocess.run([*netns, "tc", "qdisc", "del", "dev", "eth0", "root"], check=False)

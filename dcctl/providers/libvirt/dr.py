@@ -13,7 +13,7 @@ import libvirt
 
 from dcctl.inventory.model import LibvirtBackend
 from dcctl.providers.base import NotFound, PermanentError, TransientError
-from dcctl.providers.libvirt.provider import _undefine, translate
+from dcctl.providers.libvirt.provider import _undefine, open_connection, translate
 
 CHECKPOINT_PREFIX = "dcctl-"
 
@@ -30,7 +30,7 @@ class DrHost:
     def __init__(self, backend: LibvirtBackend) -> None:
         self.backend = backend
         try:
-            self.conn = libvirt.open(backend.uri)
+            self.conn = open_connection(backend.uri)
         except libvirt.libvirtError as exc:
             raise TransientError(
                 f"cannot connect to backend '{backend.id}': {exc.get_error_message()}",
@@ -84,10 +84,13 @@ class DrHost:
         named = [(c.getName(), c) for c in found if c.getName().startswith(CHECKPOINT_PREFIX)]
         return [n for n, _ in sorted(named, key=lambda item: _created(item[1]))]
 
-    def delete_checkpoint(self, name: str, checkpoint: str) -> None:
-        """Delete a checkpoint and its bitmaps (of a running or a stopped domain); gone already is fine."""
+    def delete_checkpoint(self, name: str, checkpoint: str, *, metadata_only: bool = False) -> None:
+        """Delete a checkpoint and its bitmaps; gone already is fine. libvirt cannot remove the bitmaps of a stopped
+        domain: there, remove them from the disks yourself (``qemu-img bitmap --remove``) and pass
+        ``metadata_only``."""
+        flags = libvirt.VIR_DOMAIN_CHECKPOINT_DELETE_METADATA_ONLY if metadata_only else 0
         try:
-            self._dom(name).checkpointLookupByName(checkpoint, 0).delete(0)
+            self._dom(name).checkpointLookupByName(checkpoint, 0).delete(flags)
         except libvirt.libvirtError as exc:
             if exc.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN_CHECKPOINT:
                 return

@@ -285,9 +285,9 @@ def _summaries(stats: Mapping[str, Any] | None, hosts: Iterable[PreparedHost]) -
 
 def runner_dir(inventory_path: str | Path, state: str | Path | None) -> Path:
     """Where runs keep their artifacts: beside the state database (``<inventory>/.dcctl/ansible`` by default)."""
-    from dcctl.state import default_state_path
+    from dcctl.state import local_dir
 
-    return Path(state or default_state_path(inventory_path)).resolve().parent / "ansible"
+    return local_dir(inventory_path, state) / "ansible"
 
 
 def prepare(

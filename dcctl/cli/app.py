@@ -10,7 +10,7 @@ import typer
 
 from dcctl import __version__
 from dcctl.cli import exitcodes
-from dcctl.cli.commands import audit, dr, engine, hosts, lock, policy, report, schema, validate
+from dcctl.cli.commands import audit, dr, engine, hosts, lock, policy, report, schema, state, validate
 from dcctl.errors import DcctlError
 
 app = typer.Typer(
@@ -39,6 +39,7 @@ app.add_typer(hosts.app, name="hosts")
 app.add_typer(dr.app, name="dr")
 app.command()(report.report)
 app.add_typer(audit.app, name="audit")
+app.add_typer(state.app, name="state")
 
 
 def _version(value: bool) -> None:

@@ -170,8 +170,7 @@ def add_disk_point(store: Store, **values: Any) -> int:
     columns = ", ".join(values)
     marks = ", ".join("?" for _ in values)
     with store.transaction() as db:
-        cur = db.execute(f"INSERT INTO dr_points({columns}) VALUES ({marks})", tuple(values.values()))
-        return int(cur.lastrowid or 0)
+        return db.insert(f"INSERT INTO dr_points({columns}) VALUES ({marks})", tuple(values.values()))
 
 
 def mark_point(store: Store, point_id: int, status: str, **values: Any) -> None:
@@ -191,12 +190,11 @@ def record_drill(
     detail: dict[str, Any],
 ) -> int:
     with store.transaction() as db:
-        cur = db.execute(
+        return db.insert(
             "INSERT INTO dr_drills(workload, kind, point_set, started_at, finished_at, rto_seconds, ok, detail) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (workload, kind, point_set, started_at, now(), rto_seconds, int(ok), json.dumps(detail, sort_keys=True)),
         )
-        return int(cur.lastrowid or 0)
 
 
 def set_active_site(store: Store, workload: str, site: str, reason: str) -> None:

@@ -756,7 +756,7 @@ def _legacy(ctx: _Ctx) -> list[Doc]:
 
 def _runs(store: Store, limit: int = 20) -> list[Doc]:
     rows = store.db.execute(
-        "SELECT id, command, status, started_at, finished_at, user, host, plan_digest FROM runs "
+        'SELECT id, command, status, started_at, finished_at, "user", host, plan_digest FROM runs '
         "ORDER BY id DESC LIMIT ?",
         (limit,),
     ).fetchall()

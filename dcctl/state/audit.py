@@ -2,12 +2,14 @@
 
 Each entry's ``hash`` is the SHA-256 of the canonical JSON of all its fields (id, at, user, host, pid, action, target,
 outcome, the three digests, detail, prev_hash), and ``prev_hash`` is the previous entry's hash, so editing, deleting
-or reordering any entry breaks the chain from that entry on. Appends read the chain's head inside the same
-``BEGIN IMMEDIATE`` transaction as the insert, so concurrent writers (threads or processes) stay linear. Pruning
-removes only a prefix older than the retention and leaves an *anchor* (the last pruned entry's id and hash) in the
-``meta`` table, and records the prune itself in the chain, so what remains still verifies.
+or reordering any entry breaks the chain from that entry on. Appends read the chain's head and insert after it in
+one transaction that holds the store's ``audit`` lock (``Store.transaction(serialize="audit")``: SQLite's
+``BEGIN IMMEDIATE``, PostgreSQL's transaction-level advisory lock), so concurrent writers — threads, processes, other
+machines sharing a PostgreSQL state — stay linear: no fork, no gap. Pruning removes only a prefix older than the
+retention and leaves an *anchor* (the last pruned entry's id and hash) in the ``meta`` table, and records the prune
+itself in the chain, so what remains still verifies.
 
-The SQL is plain (quoted ``"user"``, ``LIMIT``, ``ON CONFLICT``) so a PostgreSQL store can run the same statements.
+The SQL is portable (quoted ``"user"``, ``LIMIT``, ``ON CONFLICT``): both backends run the same statements.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, TextIO
 
 from dcctl.errors import DcctlError
-from dcctl.state.store import Store
+from dcctl.state.store import Db, Store
 
 #: prev_hash of the very first entry of a chain
 GENESIS = "0" * 64
@@ -154,11 +156,11 @@ def _stamp() -> str:
 
 def record(store: Store, event: AuditEvent) -> int:
     """Append one entry (who: OS user, host, pid; when: now, UTC), chained to the head; returns its id."""
-    with store.transaction() as db:
+    with store.transaction(serialize="audit") as db:
         return _append(db, event)
 
 
-def _append(db: Any, event: AuditEvent) -> int:
+def _append(db: Db, event: AuditEvent) -> int:
     """The one place an entry is made; ``db`` is inside a writer's transaction, so reading the head and inserting
     after it is atomic with respect to every other writer."""
     if event.outcome not in OUTCOMES:
@@ -194,7 +196,7 @@ def _append(db: Any, event: AuditEvent) -> int:
     return new_id
 
 
-def _anchor(db: Any) -> Anchor | None:
+def _anchor(db: Db) -> Anchor | None:
     row = db.execute("SELECT value FROM meta WHERE key = ?", (ANCHOR_KEY,)).fetchone()
     if row is None:
         return None
@@ -227,7 +229,7 @@ def entries(
 
 
 def count(store: Store) -> int:
-    return int(store.db.execute("SELECT COUNT(*) FROM audit").fetchone()[0])
+    return int(store.db.execute("SELECT COUNT(*) FROM audit").scalar())
 
 
 def verify(store: Store) -> VerifyResult:
@@ -303,14 +305,14 @@ def prune(store: Store, retention_days: int, now: datetime | None = None) -> int
             hint="pruning would erase the evidence; keep the database for investigation (dcctl audit export)",
         )
     cutoff = ((now or datetime.now(UTC)) - timedelta(days=retention_days)).isoformat(timespec="microseconds")
-    with store.transaction() as db:
-        keep = db.execute("SELECT MIN(id) FROM audit WHERE at >= ?", (cutoff,)).fetchone()[0]
+    with store.transaction(serialize="audit") as db:
+        keep = db.execute("SELECT MIN(id) FROM audit WHERE at >= ?", (cutoff,)).scalar()
         if keep is None:
-            keep = int(db.execute("SELECT COALESCE(MAX(id), 0) FROM audit").fetchone()[0]) + 1
+            keep = int(db.execute("SELECT COALESCE(MAX(id), 0) FROM audit").scalar()) + 1
         last = db.execute("SELECT id, hash FROM audit WHERE id < ? ORDER BY id DESC LIMIT 1", (keep,)).fetchone()
         if last is None:
             return 0
-        removed = int(db.execute("SELECT COUNT(*) FROM audit WHERE id < ?", (keep,)).fetchone()[0])
+        removed = int(db.execute("SELECT COUNT(*) FROM audit WHERE id < ?", (keep,)).scalar())
         old = _anchor(db)
         new = Anchor(int(last[0]), str(last[1]), _stamp(), removed + (old.pruned if old else 0))
         db.execute("DELETE FROM audit WHERE id < ?", (keep,))

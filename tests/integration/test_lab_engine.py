@@ -58,7 +58,8 @@ def uris(workdir: Path) -> dict[str, str]:
     for f in (workdir / "inv").glob("*.yaml"):
         for dc in yaml.safe_load(f.read_text()).get("data_centers", []):
             for b in dc.get("backends", []):
-                found[b["id"]] = b["uri"]
+                if b.get("type") == "libvirt":
+                    found[b["id"]] = b["uri"]
     return found
 
 

@@ -112,7 +112,7 @@ def status(
     return exitcodes.ERROR if any(r.breached for r in rows) else exitcodes.OK
 
 
-def _recover(path: Path, workload: str, kind: str, state: Path | None, json_output: bool, planned: bool = True) -> int:
+def _recover(path: Path, workload: str, kind: str, state: str | None, json_output: bool, planned: bool = True) -> int:
     from dcctl.dr import service
 
     with _session(path, None, state, json_output=json_output) as s:

@@ -23,9 +23,12 @@ Target = Annotated[
     typer.Option("--target", "-t", help="Limit to a workload, tenancy, data center or backend id (repeatable)."),
 ]
 State = Annotated[
-    Path | None,
+    str | None,
     typer.Option(
-        "--state", help="State database. Default: $DCCTL_STATE, else <inventory>/.dcctl/state.db.", show_default=False
+        "--state",
+        help="State: a SQLite file or a postgresql://user@host/db URL. Default: $DCCTL_STATE, else "
+        "<inventory>/.dcctl/state.db.",
+        show_default=False,
     ),
 ]
 Yes = Annotated[bool, typer.Option("--yes", "-y", help="Apply without asking (required when not on a terminal).")]
@@ -33,7 +36,7 @@ Timeout = Annotated[float, typer.Option("--timeout", help="Seconds any one step 
 
 
 def _session(
-    path: Path, targets: list[str] | None, state: Path | None, *, progress: bool = False, json_output: bool = False
+    path: Path, targets: list[str] | None, state: str | None, *, progress: bool = False, json_output: bool = False
 ) -> Session:
     """Open the inventory. An invalid one is reported with its diagnostics (one JSON document with --json) and ends
     the command with exit 1."""

@@ -80,10 +80,10 @@ def prepare(
     ] = None,
     json_output: Json = False,
     state: Annotated[
-        Path | None,
+        str | None,
         typer.Option(
             "--state",
-            help="State database (audit log; runs keep their Ansible artifacts beside it). "
+            help="State: a SQLite file (runs keep their Ansible artifacts beside it) or a postgresql:// URL. "
             "Default: $DCCTL_STATE, else <inventory>/.dcctl/state.db.",
             show_default=False,
         ),

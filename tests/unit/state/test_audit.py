@@ -1,11 +1,12 @@
-"""The audit trail: hash-chained, tamper-evident, linear under concurrent writers, pruned only within the law."""
+"""The audit trail: hash-chained, tamper-evident, linear under concurrent writers, pruned only within the law.
+
+Every test runs on both backends (``state``: a SQLite file, then a PostgreSQL schema)."""
 
 from __future__ import annotations
 
 import io
 import json
 import os
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -28,10 +29,19 @@ from tests.unit.engine.test_engine_testdriver import write_inventory
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    s = Store(tmp_path / "state.db")
+def store(state: str) -> Iterator[Store]:
+    s = Store(state)
     yield s
     s.close()
+
+
+def intrude(store: Store, sql: str) -> None:
+    """Change the database as an intruder would: straight in, through a connection of its own."""
+    other = Store(store.location)
+    try:
+        other.db.execute(sql)
+    finally:
+        other.close()
 
 
 def fill(store: Store, n: int) -> None:
@@ -79,19 +89,16 @@ def test_editing_one_entry_makes_verify_fail_naming_it(
     tmp_path: Path, store: Store, column: str, value: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     fill(store, 6)
-    db = sqlite3.connect(store.path)  # as an intruder would: straight into the database
-    db.execute(f'UPDATE audit SET "{column}" = {value} WHERE id = 4')
-    db.commit()
-    db.close()
+    intrude(store, f'UPDATE audit SET "{column}" = {value} WHERE id = 4')
     result = audit.verify(store)
     assert not result.ok
     assert result.first_bad_id == 4
     assert result.count == 3
     assert "altered" in result.reason
-    code = main(["audit", "verify", "--state", str(store.path), "--inventory", str(tmp_path)])
+    code = main(["audit", "verify", "--state", store.location, "--inventory", str(tmp_path)])
     assert code == exitcodes.ERROR
     assert "entry 4" in capsys.readouterr().err
-    assert main(["audit", "verify", "--state", str(store.path), "--json"]) == exitcodes.ERROR
+    assert main(["audit", "verify", "--state", store.location, "--json"]) == exitcodes.ERROR
     doc = json.loads(capsys.readouterr().out)
     assert doc["audit"]["ok"] is False and doc["audit"]["first_bad_id"] == 4
 
@@ -114,15 +121,15 @@ def test_deleting_an_entry_is_detected_at_the_next_one(store: Store) -> None:
     assert (result.ok, result.first_bad_id) == (False, 4)
 
 
-def test_eight_threads_appending_at_once_keep_the_chain_linear(tmp_path: Path) -> None:
-    path = tmp_path / "state.db"
+def test_eight_threads_appending_at_once_keep_the_chain_linear(state: str) -> None:
+    path = state
     shared = Store(path)
     per_thread, threads = 40, 8
     barrier = threading.Barrier(threads)
     errors: list[BaseException] = []
 
     def writer(n: int) -> None:
-        # half the threads share one Store (one connection), half open their own (separate SQLite connections)
+        # half the threads share one Store (one connection), half open their own (separate connections)
         store = shared if n % 2 else Store(path)
         try:
             barrier.wait()
@@ -148,8 +155,8 @@ def test_eight_threads_appending_at_once_keep_the_chain_linear(tmp_path: Path) -
     shared.close()
 
 
-def test_processes_appending_at_once_keep_the_chain_linear(tmp_path: Path) -> None:
-    path = tmp_path / "state.db"
+def test_processes_appending_at_once_keep_the_chain_linear(state: str) -> None:
+    path = state
     Store(path).close()
     code = (
         "import sys\n"
@@ -207,16 +214,17 @@ def test_prune_refuses_a_broken_chain(store: Store) -> None:
         audit.prune(store, 184, now=datetime.now(UTC) + timedelta(days=400))
 
 
-def test_prune_command_takes_retention_from_the_inventory(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_prune_command_takes_retention_from_the_inventory(
+    tmp_path: Path, state: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     inv = tmp_path / "inv"
     inv.mkdir()
     text = (ROOT / "inventories" / "lab" / "province.yaml").read_text(encoding="utf-8")
     (inv / "province.yaml").write_text(text.replace("retention_days: 184", "retention_days: 90"), encoding="utf-8")
-    state = tmp_path / "s.db"
-    assert main(["audit", "prune", "--inventory", str(inv), "--state", str(state)]) == exitcodes.ERROR
+    assert main(["audit", "prune", "--inventory", str(inv), "--state", state]) == exitcodes.ERROR
     assert "184" in capsys.readouterr().err
     (inv / "province.yaml").write_text(text, encoding="utf-8")
-    assert main(["audit", "prune", "--inventory", str(inv), "--state", str(state)]) == exitcodes.OK
+    assert main(["audit", "prune", "--inventory", str(inv), "--state", state]) == exitcodes.OK
     assert "pruned 0 audit entries older than 184 days" in capsys.readouterr().out
 
 
@@ -231,7 +239,7 @@ def test_export_writes_json_lines_an_auditor_can_verify_offline(store: Store, tm
         assert entry_hash(line) == line["hash"]
         prev = line["hash"]
     out = tmp_path / "audit.jsonl"
-    assert main(["audit", "export", "--state", str(store.path), "--out", str(out)]) == exitcodes.OK
+    assert main(["audit", "export", "--state", store.location, "--out", str(out)]) == exitcodes.OK
     assert out.read_text(encoding="utf-8") == buf.getvalue()
 
 
@@ -241,7 +249,10 @@ def test_detail_never_keeps_values_under_secret_like_keys(store: Store) -> None:
     )
     entry = next(audit.entries(store))
     assert entry.detail == {"password": "[redacted]", "x": {"token": "[redacted]"}}
-    assert "hunter2" not in Path(store.path).read_bytes().decode("utf-8", "replace")
+    if store.dialect == "sqlite":
+        assert "hunter2" not in Path(store.location).read_bytes().decode("utf-8", "replace")
+    else:
+        assert "hunter2" not in repr(store.db.execute("SELECT * FROM audit").fetchall())
 
 
 def test_an_unknown_outcome_is_refused(store: Store) -> None:
@@ -250,8 +261,8 @@ def test_an_unknown_outcome_is_refused(store: Store) -> None:
 
 
 # ----------------------------------------------------------------------------------------------- engine hooks
-def test_apply_records_one_entry_per_step_with_its_digests(tmp_path: Path) -> None:
-    with Session(write_inventory(tmp_path), state_path=tmp_path / "state.db") as s:
+def test_apply_records_one_entry_per_step_with_its_digests(tmp_path: Path, state: str) -> None:
+    with Session(write_inventory(tmp_path), state_path=state) as s:
         plan = s.plan()
         result = s.apply(plan)
         assert result.ok
@@ -266,8 +277,8 @@ def test_apply_records_one_entry_per_step_with_its_digests(tmp_path: Path) -> No
     assert all(e.detail["run_id"] == result.run_id for e in entries)
 
 
-def test_a_failed_step_is_audited_as_failed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    with Session(write_inventory(tmp_path), state_path=tmp_path / "state.db") as s:
+def test_a_failed_step_is_audited_as_failed(tmp_path: Path, state: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    with Session(write_inventory(tmp_path), state_path=state) as s:
         provider = s.providers()["sy-kvm1"]
         real = provider.apply
 
@@ -284,12 +295,12 @@ def test_a_failed_step_is_audited_as_failed(tmp_path: Path, monkeypatch: pytest.
         assert audit.verify(s.store).ok
 
 
-def test_updates_carry_the_observed_state_digest_before(tmp_path: Path) -> None:
+def test_updates_carry_the_observed_state_digest_before(tmp_path: Path, state: str) -> None:
     inv = write_inventory(tmp_path)
-    with Session(inv, state_path=tmp_path / "state.db") as s:
+    with Session(inv, state_path=state) as s:
         s.apply(s.plan())
         write_inventory(tmp_path, ram_mb=512)
-        with Session(inv, state_path=tmp_path / "state.db") as s2:
+        with Session(inv, state_path=state) as s2:
             s2._providers = s.providers()
             assert s2.apply(s2.plan()).ok
             updates = [e for e in audit.entries(s2.store) if e.action == "apply.update"]
@@ -298,14 +309,13 @@ def test_updates_carry_the_observed_state_digest_before(tmp_path: Path) -> None:
     assert all(e.before_digest and e.after_digest and e.before_digest != e.after_digest for e in updates)
 
 
-def test_lock_takeover_and_lock_break_are_audited(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    state = tmp_path / "state.db"
+def test_lock_takeover_and_lock_break_are_audited(tmp_path: Path, state: str) -> None:
     dead = Holder("bob", Holder.me("x").host, 2**22 + 17, "apply", "2026-11-26T10:00:00+00:00")
     with Session(write_inventory(tmp_path), state_path=state) as s:
         s.store.lock(["sy-kvm1"], dead, None)
         assert s.apply(s.plan()).ok
         s.store.lock(["dr-kvm"], dead, None)
-    assert main(["lock", "break", "dr-kvm", "--state", str(state)]) == exitcodes.OK
+    assert main(["lock", "break", "dr-kvm", "--state", state]) == exitcodes.OK
     store = Store(state)
     by_action = {e.action: e for e in audit.entries(store)}
     assert by_action["lock.takeover"].target == "sy-kvm1"

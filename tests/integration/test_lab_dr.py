@@ -188,6 +188,7 @@ def test_drill_boots_the_replica_and_records_rto(applied: None, lab: Lab, work: 
 
 
 def test_failover_then_failback_loses_no_data(applied: None, lab: Lab, work: Path) -> None:
+    run(work, "dr", "replicate", str(work / "inv"), check=True)  # protected, as it would be in service
     before = write_region(lab, "city", WEB2, 300, 16)  # written at the source; failover replicates it last
     result = run(work, "dr", "failover", "kangping-portal", "-i", str(work / "inv"), "--json", check=True)
     failover = json.loads(result.stdout)["failover"]

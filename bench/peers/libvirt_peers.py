@@ -21,7 +21,6 @@ import re
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -40,7 +39,7 @@ POOL_ROOM = 100  # the test driver gives every pool 100 GiB; kcli allocates each
 
 
 def sh(cmd: list[str], **kw) -> subprocess.CompletedProcess:  # type: ignore[no-untyped-def]
-    return subprocess.run(cmd, capture_output=True, text=True, **kw)
+    return subprocess.run(cmd, capture_output=True, text=True, **kw)  # noqa: PLW1510
 
 
 def virsh(uri: str, *args: str, check: bool = False) -> str:
@@ -86,7 +85,7 @@ def timed(
             LVCOUNT_OUT=str(cnt),
         )
     t = time.perf_counter()
-    p = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    p = subprocess.run(cmd, capture_output=True, text=True, env=env)  # noqa: PLW1510
     wall = time.perf_counter() - t
     if instrument is not None:
         n, procs = rpc_count(log)

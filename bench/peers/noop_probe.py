@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import libvirt_peers as lp  # noqa: E402
+import libvirt_peers as lp
 
 sys.path.insert(0, str(lp.ROOT))
 
@@ -20,7 +20,7 @@ def wall(cmd: list[str], reps: int = 5) -> list[float]:
     out = []
     for _ in range(reps):
         t = time.perf_counter()
-        subprocess.run(cmd, capture_output=True, text=True)
+        subprocess.run(cmd, capture_output=True, text=True)  # noqa: PLW1510
         out.append(round(time.perf_counter() - t, 3))
     return out
 
@@ -59,7 +59,7 @@ def main() -> None:
         rows["probe-session-open"] = [round(first, 3)]
         rows["probe-inprocess-plan"] = inproc
         rows["probe-inprocess-observe"] = obs
-        subprocess.run([str(lp.DCCTL), "destroy", str(inv), "--yes", "--state", str(state)], capture_output=True)
+        subprocess.run([str(lp.DCCTL), "destroy", str(inv), "--yes", "--state", str(state)], capture_output=True)  # noqa: PLW1510
     for step, v in rows.items():
         lp.record(
             {"tool": "dcctl", "backend": "test", "n": n, "step": step, "walls": v, "median": statistics.median(v)}

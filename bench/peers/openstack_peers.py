@@ -154,10 +154,10 @@ def ansible_run(playbook: str, n: int, clouds: Path) -> tuple[float, subprocess.
         str(HERE / "playbooks" / playbook),
     ]
     t = time.perf_counter()
-    p = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    p = subprocess.run(cmd, capture_output=True, text=True, env=env)  # noqa: PLW1510
     wall = time.perf_counter() - t
     m = re.search(r"ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", p.stdout)
-    recap = dict(zip(("ok", "changed", "unreachable", "failed"), map(int, m.groups()))) if m else {}
+    recap = dict(zip(("ok", "changed", "unreachable", "failed"), map(int, m.groups()))) if m else {}  # noqa: B905
     return wall, p, recap
 
 
@@ -250,7 +250,7 @@ def dcctl_inventory(n: int) -> Path:
 
 def dcctl_run(args: list[str]) -> tuple[float, subprocess.CompletedProcess]:
     t = time.perf_counter()
-    p = subprocess.run([str(DCCTL), *args], capture_output=True, text=True)
+    p = subprocess.run([str(DCCTL), *args], capture_output=True, text=True)  # noqa: PLW1510
     return time.perf_counter() - t, p
 
 

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import libvirt_peers as lp  # noqa: E402
+import libvirt_peers as lp
 
 
 def main() -> None:
@@ -34,7 +34,7 @@ def main() -> None:
             ("room-delete", [str(lp.KCLI), "delete", "plan", f"pr{n}", "-y"]),
         ):
             t = time.perf_counter()
-            p = subprocess.run(cmd, capture_output=True, text=True, env=env)
+            p = subprocess.run(cmd, capture_output=True, text=True, env=env)  # noqa: PLW1510
             wall = time.perf_counter() - t
             doms = lp.domains(lp.TEST_URI, "kb")
             err = [ln for ln in (p.stdout + p.stderr).splitlines() if "Error" in ln or "error" in ln][-2:]
@@ -57,7 +57,7 @@ def main() -> None:
         state = lp.WORK / "dcctl-room.db"
         state.unlink(missing_ok=True)
         t = time.perf_counter()
-        p = subprocess.run(
+        p = subprocess.run(  # noqa: PLW1510
             [str(lp.DCCTL), "apply", str(inv), "--yes", "--state", str(state)],
             capture_output=True,
             text=True,

@@ -3,7 +3,11 @@ import os
 
 _out = os.environ.get("LVCOUNT_OUT")
 if _out:
-    import atexit, json, functools, collections
+    import atexit
+    import collections
+    import functools
+    import json
+
     import libvirt
 
     _counts = collections.Counter()
@@ -40,5 +44,5 @@ if _out:
 
     @atexit.register
     def _dump():
-        with open(_out, "w") as f:
+        with open(_out, "w") as f:  # noqa: PTH123
             json.dump({"total": sum(_counts.values()), "calls": dict(_counts.most_common())}, f, indent=1)

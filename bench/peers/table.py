@@ -120,13 +120,17 @@ def main() -> None:
         s1 = (c[300] - c[100]) / 200 * 1000  # type: ignore[operator]
         s2 = (c[1000] - c[300]) / 700 * 1000  # type: ignore[operator]
         lin = s2 / s1
-        print(f"- libvirt: dcctl scales linearly: create wall 100/300/1000 = {c[100]:.2f}/{c[300]:.2f}/{c[1000]:.2f} s; "
-              f"marginal cost {s1:.2f} ms/domain (100→300) vs {s2:.2f} ms/domain (300→1000), ratio {lin:.2f} "
-              f"(0.75–1.33 counted linear): {'met' if 0.75 <= lin <= 1.33 else 'NOT met'}")
+        print(
+            f"- libvirt: dcctl scales linearly: create wall 100/300/1000 = {c[100]:.2f}/{c[300]:.2f}/{c[1000]:.2f} s; "
+            f"marginal cost {s1:.2f} ms/domain (100→300) vs {s2:.2f} ms/domain (300→1000), ratio {lin:.2f} "
+            f"(0.75–1.33 counted linear): {'met' if 0.75 <= lin <= 1.33 else 'NOT met'}"
+        )
         k = {n: g("test", n, "kcli", "create") for n in (100, 300, 1000)}
         if all(k.values()):
-            print(f"  (kcli per domain at 100/300/1000: {k[100] / 100 * 1000:.1f}/{k[300] / 300 * 1000:.1f}/"
-                  f"{k[1000] / 1000 * 1000:.1f} ms: grows with N)")
+            print(
+                f"  (kcli per domain at 100/300/1000: {k[100] / 100 * 1000:.1f}/{k[300] / 300 * 1000:.1f}/"
+                f"{k[1000] / 1000 * 1000:.1f} ms: grows with N)"
+            )
     v = g("test", 1000, "dcctl", "create")
     if v:
         print(
@@ -171,7 +175,7 @@ def main() -> None:
         )
     crashes = [r for r in rows if r.get("rc") and not r["step"].startswith("room")]
     print(
-        f"- No crash: non-zero exits outside the out-of-room tests: "
+        "- No crash: non-zero exits outside the out-of-room tests: "
         + (", ".join(f"{r['tool']} {r['backend']} N={r.get('n')} {r['step']}" for r in crashes) or "none")
     )
     for r in rows:

@@ -10,7 +10,7 @@ import typer
 
 from dcctl import __version__
 from dcctl.cli import exitcodes
-from dcctl.cli.commands import audit, dr, engine, hosts, lock, policy, report, schema, state, validate
+from dcctl.cli.commands import audit, consolidate, dr, engine, hosts, lock, policy, report, schema, state, validate
 from dcctl.errors import DcctlError
 
 app = typer.Typer(
@@ -37,6 +37,7 @@ app.add_typer(policy.app, name="policy")
 app.add_typer(lock.app, name="lock")
 app.add_typer(hosts.app, name="hosts")
 app.add_typer(dr.app, name="dr")
+app.add_typer(consolidate.app, name="consolidate")
 app.command()(report.report)
 app.add_typer(audit.app, name="audit")
 app.add_typer(state.app, name="state")

@@ -42,9 +42,19 @@ libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
 KEEPALIVE_INTERVAL, KEEPALIVE_COUNT = 5, 3
 
 
-@functools.cache
+_EVENT_LOOP_LOCK = threading.Lock()
+
+
 def _start_event_loop() -> None:
-    """libvirt's keepalive needs an event loop: run the default one on a daemon thread, once per process."""
+    """libvirt's keepalive needs an event loop: run the default one on a daemon thread, once per process. The lock
+    matters: observe_all opens the first connections from several threads at once, and two loops (two
+    virEventRegisterDefaultImpl calls) crash libvirt (SIGSEGV seen in a live migration after a parallel observe)."""
+    with _EVENT_LOOP_LOCK:
+        _start_event_loop_once()
+
+
+@functools.cache
+def _start_event_loop_once() -> None:
     libvirt.virEventRegisterDefaultImpl()
 
     def run() -> None:
@@ -207,11 +217,13 @@ class LibvirtProvider:
         return _key_volumes(out)
 
     def _owned(self, meta: dict[str, str], uuid: str) -> bool:
-        """dcctl made it for this province and backend: its metadata says so, and its UUID is the one dcctl derives."""
+        """dcctl made it for this province and backend: its metadata says so, and its UUID is the one dcctl derives —
+        for this backend, or for the backend a live migration brought it from (libvirt keeps a domain's UUID across
+        a migration; ``<dcctl:uuid-backend>`` names the backend that minted it, see providers/libvirt/migrate.py)."""
         key = meta.get("key", "")
         if meta.get("province") != self.province or meta.get("backend") != self.backend.id or not key:
             return False
-        return uuid == stable_uuid(self.province, self.backend.id, key)
+        return uuid == stable_uuid(self.province, meta.get("uuid-backend") or self.backend.id, key)
 
     def _observe_pool(self, conn: libvirt.virConnect) -> Iterator[ObservedResource]:
         pool_key = f"backend:{self.backend.id}/pool"
@@ -389,6 +401,15 @@ class LibvirtProvider:
             restart = bool(set(changes.changed) & {"vcpus", "ram_mb", "disks", "networks", "spec"}) and bool(
                 observed.attrs.get("running")
             )
+            if observed.provider_id != stable_uuid(self.province, self.backend.id, desired.key):
+                # a live-migrated domain: libvirt cannot redefine it under this backend's UUID, so it takes that
+                # identity now — any change restarts it anyway (or it is not running)
+                migrated = conn.lookupByName(desired.name)
+                if migrated.isActive():
+                    on_progress("restarting under this backend's identity (it was live-migrated here)")
+                    migrated.destroy()
+                _undefine(migrated)
+                restart = False
         dom = conn.defineXML(self._xml(desired))
         failpoints.reach("libvirt.domain-defined")
         dom.setAutostart(1)

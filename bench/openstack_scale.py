@@ -202,13 +202,14 @@ def write_inventory(root: Path, tenancies: int, servers: int) -> Path:
     return inv
 
 
-def set_count(inv: Path, count: int) -> None:
+def set_count(inv: Path, count: int, tenancies: int | None = None) -> None:
+    """``count`` servers in each of the first ``tenancies`` tenancies (all when None), none in the others."""
     path = inv / "bench.yaml"
     doc = yaml.safe_load(path.read_text())
-    for t in doc["tenancies"]:
+    for i, t in enumerate(doc["tenancies"]):
         for w in t["workloads"]:
             for g in w["servers"]:
-                g["count"] = count
+                g["count"] = count if tenancies is None or i < tenancies else 0
     path.write_text(yaml.safe_dump(doc, allow_unicode=True, sort_keys=False))
 
 
@@ -312,13 +313,12 @@ def drop_peer_catalog() -> None:
 
 
 def sequential_create_and_wait(
-    resources: list[ObservedResource], per_project: int, flavor: str, image: str
+    networks: list[tuple[str, str]], per_project: int, flavor: str, image: str
 ) -> list[tuple[str, str]]:
     """The Ansible loop: in each tenancy's project, ``create_server(..., wait=True)`` one server after another."""
     admin = openstack.connect(cloud=CLOUD)
-    networks = {r.attrs["project_id"]: r.provider_id for r in resources if r.kind == "network"}
     made: list[tuple[str, str]] = []
-    for project, network in sorted(networks.items()):
+    for project, network in networks:
         conn = admin.connect_as_project({"id": project})
         for i in range(1, per_project + 1):
             server = conn.create_server(
@@ -373,6 +373,7 @@ def main() -> int:
     parser.add_argument("--tenancies", type=int, default=20)
     parser.add_argument("--servers", type=int, default=10, help="servers per tenancy")
     parser.add_argument("--concurrency", type=int, default=8, help="dcctl's changes in flight on the cloud")
+    parser.add_argument("--rounds", type=int, default=4, help="interleaved apply rounds (peer, then dcctl)")
     parser.add_argument("--json", type=Path, default=HERE / "out" / "openstack_scale.json")
     args = parser.parse_args()
     total = args.tenancies * args.servers
@@ -389,24 +390,52 @@ def main() -> int:
             m, (changes, failed) = measure(lambda: dcctl_apply(inv, state, args.concurrency))
             print(f"  tenancies without servers: {changes} changes in {m.seconds:.1f}s ({failed} failed)", flush=True)
 
+            # The two applies run interleaved, a slice of the tenancies at a time (the peer's servers deleted,
+            # untimed, after each of its slices), so both see the same load on this shared 2-core machine.
             resources = observed(inv, state)
+            networks = sorted(
+                (r.attrs["project_id"], r.provider_id, r.key.split("/")[0].removeprefix("tenancy:"))
+                for r in resources
+                if r.kind == "network"
+            )
+            order = sorted(networks, key=lambda n: n[2])  # the inventory's order: bench-t01, bench-t02, …
+            flavor, image = peer_catalog()
+            seq = Measure(0.0, 0, 0, 0, [])
+            ours = Measure(0.0, 0, 0, 0, [])
+            failed_steps = 0
+            per_round = max(1, args.tenancies // args.rounds)
             print(
-                f"-- peer: sequential create-and-wait of {total} servers (openstacksdk create_server(wait=True))",
+                f"-- apply of {total} servers in {args.rounds} interleaved rounds: the peer, a sequential "
+                f"create-and-wait loop (openstacksdk create_server(wait=True)), then dcctl (concurrency "
+                f"{args.concurrency}), {per_round} tenancies × {args.servers} servers each",
                 flush=True,
             )
-            flavor, image = peer_catalog()
-            seq, made = measure(lambda: sequential_create_and_wait(resources, args.servers, flavor, image))
+            for r in range(args.rounds):
+                first = r * per_round
+                last = args.tenancies if r == args.rounds - 1 else first + per_round
+                chunk = [(pid, nid) for pid, nid, _ in order[first:last]]
+                m_seq, made = measure(
+                    lambda chunk=chunk: sequential_create_and_wait(chunk, args.servers, flavor, image)
+                )
+                delete_servers(made)
+                set_count(inv, args.servers, last)
+                m_ours, (changes, failed) = measure(lambda: dcctl_apply(inv, state, args.concurrency))
+                failed_steps += failed
+                print(
+                    f"  round {r + 1}: peer {len(made)} servers in {m_seq.seconds:.1f}s ({m_seq.failed} failed "
+                    f"requests); dcctl {changes} changes in {m_ours.seconds:.1f}s ({m_ours.requests} requests, "
+                    f"{m_ours.failed} failed, {m_ours.probes} discovery probes answered 401 not counted)",
+                    flush=True,
+                )
+                for total_m, part in ((seq, m_seq), (ours, m_ours)):
+                    total_m.seconds += part.seconds
+                    total_m.requests += part.requests
+                    total_m.failed += part.failed
+                    total_m.probes += part.probes
+                    total_m.failures += part.failures[:3]
             print(
-                f"  {len(made)} servers in {seq.seconds:.1f}s, {seq.requests} requests, {seq.failed} failed", flush=True
-            )
-            delete_servers(made)
-
-            print(f"-- dcctl apply of {total} servers (concurrency {args.concurrency})", flush=True)
-            set_count(inv, args.servers)
-            ours, (changes, failed) = measure(lambda: dcctl_apply(inv, state, args.concurrency))
-            print(
-                f"  {changes} changes in {ours.seconds:.1f}s, {ours.requests} requests, {ours.failed} failed "
-                f"requests ({ours.probes} discovery probes answered 401, not counted), {failed} failed steps",
+                f"  peer {seq.seconds:.1f}s, {seq.requests} requests, {seq.failed} failed; dcctl {ours.seconds:.1f}s, "
+                f"{ours.requests} requests, {ours.failed} failed requests, {failed_steps} failed steps",
                 flush=True,
             )
             if ours.failures:

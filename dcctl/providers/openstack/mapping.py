@@ -443,6 +443,7 @@ def _server(inv: Inventory, s: Server, province: str, b: str, add: Any) -> None:
         f"{NAME_PREFIX}{image.id}",
         {
             "source": image_source(inv, image),
+            "source_as_written": image.source,  # what identifies the file when there is no checksum
             "checksum": image.checksum,
             "disk_format": image.format,
             "min_disk_gb": image.min_disk_gb,

@@ -1,12 +1,14 @@
 """The OpenStack provider: the only module (with ``errors.py``) that imports openstacksdk.
 
 **Observe** lists each kind once per cloud with the cloud's admin credentials — domains, projects, groups, role
-assignments (direct, and effective for group members), flavors, images, servers (all projects, server-side name
-filter ``^dcctl-``), server groups, volumes (their attachments come with them), and neutron networks, subnets,
-routers, router ports and security groups (rules included) filtered server-side to dcctl's projects, plus neutron's
-quotas of every project. Nova and cinder have no call that lists many projects' quotas, so dcctl records the compute
-and volume quotas it set as project tags and plans against those (a hand change to them is not seen; re-asserting the
-YAML's quotas is one ``apply`` after any change in YAML). No resource is ever fetched one by one.
+assignments (direct, and effective for group members; filtered server-side to the ``member`` role), flavors, images,
+servers (all projects, server-side name filter ``^dcctl-``), server groups, volumes (their attachments come with
+them), neutron networks, subnets, routers, router ports (filtered to router interfaces) and security groups (rules
+included), and neutron's quotas of every project: about 17 requests whatever the estate's size, run in parallel.
+Neutron objects are listed for all projects, so an object with dcctl's marks left in a project that is gone is found
+and deleted; a look-alike without marks counts as foreign only inside dcctl's projects. Nova and cinder have no call
+that lists many projects' quotas, so dcctl records the compute and volume quotas it set as project tags and plans
+against those (a hand change to them is not seen; neutron's are read back). No resource is fetched one by one.
 
 **Apply** creates and updates with the admin connection where OpenStack lets an admin act for a project (keystone,
 neutron, quotas, flavors, images) and with a connection scoped to the tenancy's project where it does not (nova
@@ -261,8 +263,11 @@ class OpenStackProvider:
                     ours_projects[p.id] = res
             ids = sorted(ours_projects)
 
+            existing = {p.id for p in projects}
+
             def neutron(lister: Callable[..., Iterator[Any]], **query: Any) -> list[Any]:
-                return list(lister(project_id=ids, **query)) if ids else []
+                # all projects: an object with dcctl's marks left in a project that is gone is found (and removed)
+                return list(lister(**query))
 
             member = self._roles.get(mapping.MEMBER_ROLE)
             f_direct = pool.submit(
@@ -289,11 +294,16 @@ class OpenStackProvider:
             servers = self._observe_servers(f_servers.result(), ours_projects, f_sgroups.result())
             out += servers
             out += self._observe_volumes(f_volumes.result(), ours_projects, servers)
-            out += self._observe_server_groups(f_sgroups.result(), ours_projects, servers)
+            out += self._observe_server_groups(f_sgroups.result(), ours_projects, existing, servers)
             out += self._observe_network(
-                f_networks.result(), f_subnets.result(), f_routers.result(), f_ports.result(), f_sgs.result()
+                f_networks.result(),
+                f_subnets.result(),
+                f_routers.result(),
+                f_ports.result(),
+                f_sgs.result(),
+                ours_projects,
             )
-        return _dedupe(out)
+        return _dedupe(out, set(ids))
 
     def _obs(
         self, kind: str, found: dict[str, str], ours: bool, fallback: str, name: str, rid: str, attrs: JSON
@@ -428,10 +438,10 @@ class OpenStackProvider:
         group_of = {m: g.name for g in sgroups for m in g.member_ids or []}  # nova lists no server_groups
         out = []
         for s in servers:
-            if not s.name.startswith(NAME_PREFIX):
-                continue
+            if not s.name.startswith(NAME_PREFIX) or s.status in ("DELETED", "SOFT_DELETED"):
+                continue  # a deleted server nova still lists while its host cleans up is gone for dcctl
             found = mapping.parse_metadata(s.metadata)
-            ours = self._ours(found, "server:") and s.project_id in projects
+            ours = self._ours(found, "server:")
             if not ours and s.project_id not in projects:
                 continue  # a look-alike in somebody else's project is not in dcctl's way
             flavor = s.flavor or {}
@@ -466,7 +476,7 @@ class OpenStackProvider:
             if not (v.name or "").startswith(NAME_PREFIX):
                 continue
             found = mapping.parse_metadata(v.metadata)
-            ours = self._ours(found, "server:") and v.project_id in projects
+            ours = self._ours(found, "server:")
             if not ours and v.project_id not in projects:
                 continue
             attachments = [a for a in (v.attachments or []) if a.get("server_id")]
@@ -495,12 +505,18 @@ class OpenStackProvider:
         return out
 
     def _observe_server_groups(
-        self, sgroups: list[Any], projects: dict[str, ObservedResource], servers: list[ObservedResource]
+        self,
+        sgroups: list[Any],
+        projects: dict[str, ObservedResource],
+        existing: set[str],
+        servers: list[ObservedResource],
     ) -> list[ObservedResource]:
+        """Server groups carry no marks: dcctl's are those with its names in its projects, and (left behind) in a
+        project that no longer exists."""
         keys = {s.provider_id: s.key for s in servers if s.managed}
         out = []
         for g in sgroups:
-            if not g.name.startswith(NAME_PREFIX) or g.project_id not in projects:
+            if not g.name.startswith(NAME_PREFIX) or (g.project_id not in projects and g.project_id in existing):
                 continue
             key = f"server_group:{g.name}"
             for member in g.member_ids or []:
@@ -514,9 +530,15 @@ class OpenStackProvider:
         return out
 
     def _observe_network(
-        self, networks: list[Any], subnets: list[Any], routers: list[Any], ports: list[Any], sgs: list[Any]
+        self,
+        networks: list[Any],
+        subnets: list[Any],
+        routers: list[Any],
+        ports: list[Any],
+        sgs: list[Any],
+        projects: dict[str, ObservedResource],
     ) -> list[ObservedResource]:
-        out = []
+        out: list[ObservedResource] = []
         net_names = {n.id: n.name for n in networks}
         subnet_names = {s.id: s.name for s in subnets}
         for n in networks:
@@ -586,7 +608,8 @@ class OpenStackProvider:
             if ours:
                 self._remember("security_group", g.name, g.id)
             out.append(self._obs("security_group", found, ours, f"security_group:{g.name}", g.name, g.id, attrs))
-        return out
+        # a look-alike without marks matters only inside dcctl's projects (neutron names are not unique)
+        return [r for r in out if r.managed or r.attrs.get("project_id") in projects]
 
     # ------------------------------------------------------------------------------------------------- plan
     def plan(self, desired: DesiredResource, observed: ObservedResource) -> FieldChanges:
@@ -661,9 +684,10 @@ class OpenStackProvider:
             differ("description", spec["description"], attrs.get("description"))
         elif kind == "image":
             differ("status", "active", attrs.get("status"), forces_replace=True)
-            if spec.get("checksum"):
+            if spec.get("checksum"):  # the content, wherever the inventory (and so the file) now lives
                 differ("sha256", spec["checksum"].removeprefix("sha256:"), attrs.get("sha256"), forces_replace=True)
-            differ("source", spec["source"], attrs.get("source"), forces_replace=True)
+            else:
+                differ("source", spec.get("source_as_written"), attrs.get("source"), forces_replace=True)
         return FieldChanges(tuple(changed), tuple(replace), before or None, after or None)
 
     # ------------------------------------------------------------------------------------------------ apply
@@ -1071,7 +1095,11 @@ class OpenStackProvider:
             on_progress(f"verifying {path}")
             sha256 = _verify(path, spec.get("checksum"), desired.name)
             on_progress("uploading")
-            props = {**self._marks(desired), "dcctl_sha256": sha256, "dcctl_source": spec["source"]}
+            props = {
+                **self._marks(desired),
+                "dcctl_sha256": sha256,
+                "dcctl_source": spec.get("source_as_written") or "",
+            }
             image = image_api.create_image(
                 name=desired.name,
                 disk_format=spec["disk_format"],
@@ -1196,10 +1224,10 @@ class OpenStackProvider:
                     }
                     for n in spec["networks"]
                 ]
-                hints = {}
+                extra: dict[str, Any] = {}
                 if spec.get("server_group"):
                     group = self._need("server_group", spec["server_group"], compute.server_groups)
-                    hints["group"] = group
+                    extra["scheduler_hints"] = {"group": group}
                 existing = compute.create_server(
                     name=desired.name,
                     flavor_id=flavor,
@@ -1208,7 +1236,7 @@ class OpenStackProvider:
                     security_groups=[{"name": g} for g in spec["security_groups"]],
                     metadata=self._marks(desired),
                     tags=["dcctl"],
-                    scheduler_hints=hints or None,
+                    **extra,
                 )
                 failpoints.reach("openstack.server-created")
             rid = self._remember("server", desired.name, existing.id)
@@ -1263,6 +1291,9 @@ class OpenStackProvider:
             info = {"status": server.status, "fault": server.fault}
             watch.learn(server_id, info)
         status = info["status"]
+        if status in _SERVER_FAILED and not info.get("fault"):  # a list may leave the fault out: read the server
+            server = self._admin().compute.get_server(server_id)
+            info = {"status": server.status, "fault": server.fault}
         if status in _SERVER_FAILED:
             fault = (info.get("fault") or {}).get("message") or "nova gave no fault message"
             details = (info.get("fault") or {}).get("details") or ""
@@ -1472,15 +1503,32 @@ class OpenStackProvider:
             self._watch = None
 
 
-def _dedupe(observed: list[ObservedResource]) -> list[ObservedResource]:
-    """One object per (kind, name): dcctl's own wins over a same-named foreign one (neutron, nova and cinder allow
-    duplicate names); a foreign one is kept only when dcctl has none of that name."""
-    best: dict[tuple[str, str], ObservedResource] = {}
+def _dedupe(observed: list[ObservedResource], live: set[str]) -> list[ObservedResource]:
+    """One object per (kind, name), as the plan matches them (neutron, nova and cinder allow duplicate names).
+
+    dcctl's own wins over a same-named foreign one, which is kept only when dcctl has none of that name. Of several
+    of dcctl's own, the one in a live dcctl project (the first listed, then) stays; the others — a duplicate, or one
+    left in a project that is gone — come back under a name and key of their own, so the plan deletes them.
+    """
+    groups: dict[tuple[str, str], list[ObservedResource]] = {}
     for r in observed:
-        seen = best.get((r.kind, r.name))
-        if seen is None or (r.managed and not seen.managed):
-            best[(r.kind, r.name)] = r
-    return list(best.values())
+        groups.setdefault((r.kind, r.name), []).append(r)
+    out: list[ObservedResource] = []
+    for same in groups.values():
+        mine = [r for r in same if r.managed]
+        if not mine:
+            out.append(same[0])
+            continue
+        mine.sort(key=lambda r: r.attrs.get("project_id", "") not in live if "project_id" in r.attrs else False)
+        out.append(mine[0])
+        for extra in mine[1:]:
+            tag = f"~{extra.provider_id[:8]}"
+            out.append(
+                ObservedResource(
+                    extra.kind, extra.key + tag, extra.backend, extra.name + tag, extra.provider_id, extra.attrs
+                )
+            )
+    return out
 
 
 @contextlib.contextmanager

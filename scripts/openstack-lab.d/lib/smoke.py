@@ -159,7 +159,9 @@ finally:
             tryit(lambda: conn.compute.delete_flavor(made['flavor'].id))
         if 'user' in made:
             tryit(lambda: conn.identity.delete_user(made['user'].id))
-        if 'project' in made:
+        if 'project' in made:  # neutron made the project's 'default' security group on first use: it goes too
+            tryit(lambda: [conn.network.delete_security_group(g)
+                           for g in conn.network.security_groups(project_id=made['project'].id)])
             tryit(lambda: conn.identity.delete_project(made['project'].id))
         if errs:
             raise RuntimeError('; '.join(errs))

@@ -193,8 +193,23 @@ def test_observe_knows_its_own_by_their_marks(cloud: FakeCloud, provider: OpenSt
 def test_dcctl_own_object_wins_over_a_same_named_foreign_one() -> None:
     ours = ObservedResource("network", "tenancy:t/network:a", BACKEND, "dcctl-t-a", "n1", {})
     foreign = ObservedResource("network", "network:dcctl-t-a", BACKEND, "dcctl-t-a", "n2", {}, managed=False)
-    assert _dedupe([foreign, ours]) == [ours]
-    assert _dedupe([foreign]) == [foreign]
+    assert _dedupe([foreign, ours], set()) == [ours]
+    assert _dedupe([foreign], set()) == [foreign]
+
+
+def test_a_duplicate_or_one_left_in_a_project_that_is_gone_is_planned_away() -> None:
+    orphan = ObservedResource(
+        "network", "tenancy:t/network:a", BACKEND, "dcctl-t-a", "old12345x", {"project_id": "gone"}
+    )
+    live = ObservedResource("network", "tenancy:t/network:a", BACKEND, "dcctl-t-a", "new", {"project_id": "p1"})
+    kept, extra = _dedupe([orphan, live], {"p1"})
+    assert kept == live
+    assert (extra.name, extra.key, extra.provider_id) == (
+        "dcctl-t-a~old12345",
+        "tenancy:t/network:a~old12345",
+        "old12345x",
+    )
+    assert extra.managed  # the plan has no desired resource of that name: it deletes it
 
 
 def _desired(kind: str, name: str, spec: dict[str, Any]) -> DesiredResource:
@@ -243,10 +258,13 @@ def test_a_server_in_error_is_replaced_and_a_stopped_one_started(provider: OpenS
 
 
 def test_an_image_whose_file_changed_is_replaced(provider: OpenStackProvider) -> None:
-    spec = {"source": "/x.raw", "checksum": "sha256:" + "b" * 64}
-    attrs = {"status": "active", "sha256": "a" * 64, "source": "/x.raw"}
+    spec = {"source": "/x.raw", "source_as_written": "x.raw", "checksum": "sha256:" + "b" * 64}
+    attrs = {"status": "active", "sha256": "a" * 64, "source": "x.raw"}
     changes = provider.plan(_desired("image", "i", spec), ObservedResource("image", "k", BACKEND, "i", "id", attrs))
     assert changes.requires_replace == ("sha256",)
+    moved = {**spec, "source": "/elsewhere/x.raw", "checksum": "sha256:" + "a" * 64}  # the inventory moved
+    same = provider.plan(_desired("image", "i", moved), ObservedResource("image", "k", BACKEND, "i", "id", attrs))
+    assert same.changed == ()
 
 
 def test_foreign_objects_are_never_touched(provider: OpenStackProvider) -> None:

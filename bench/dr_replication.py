@@ -12,6 +12,7 @@ Needs the lab (scripts/lab up; the OpenStack lab too when inventories/lab has an
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import subprocess
@@ -144,4 +145,6 @@ def open_uri(backend: str, work: Path) -> str:
 
 if __name__ == "__main__":
     os.environ.setdefault("OS_CLIENT_CONFIG_FILE", "/var/lib/dcctl-oslab/clouds.yaml")
-    main()
+    with (LAB / "tests.lock").open("w") as lock:  # the lab's hosts are shared with the integration tests
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        main()

@@ -117,8 +117,13 @@ def cleanup(lab: Lab, work: Path) -> Iterator[None]:
 
 
 # --------------------------------------------------------------------------------------------------- capacity
-def test_the_lab_as_written_is_refused_with_the_numbers(lab: Lab, work: Path) -> None:
-    result = run(work, "consolidate", "plan", LEGACY, str(ROOT / "inventories" / "lab"), "--json")
+def test_a_target_without_room_is_refused_with_the_numbers(lab: Lab, work: Path) -> None:
+    tight = work / "tight"
+    shutil.rmtree(tight, ignore_errors=True)
+    shutil.copytree(ROOT / "inventories" / "lab", tight, ignore=shutil.ignore_patterns(".dcctl"))
+    text = (tight / "shenyang.yaml").read_text()
+    (tight / "shenyang.yaml").write_text(text.replace("ram_gb: 4, storage_gb: 20}", "ram_gb: 2, storage_gb: 20}", 1))
+    result = run(work, "consolidate", "plan", LEGACY, str(tight), "--json")
     assert result.returncode == 1, result.stdout + result.stderr
     plan = json.loads(result.stdout)["consolidation"]
     [error] = [d for d in plan["diagnostics"] if d["severity"] == "error"]
@@ -287,15 +292,13 @@ def test_cold_move_carries_the_data_and_switches_the_inventory(lab: Lab, work: P
 
 
 # ------------------------------------------------------------------------------------------------------- warm
-def test_warm_is_the_default_without_live_and_stops_the_guest_only_for_the_last_delta(lab: Lab, work: Path) -> None:
+def test_warm_move_stops_the_guest_only_for_the_last_delta(lab: Lab, work: Path) -> None:
     inv = fresh(work, "warm")
     applied_at_source(lab, work, inv)
     written = write_data(lab, SOURCE)
-    result = run(work, "consolidate", "run", LEGACY, str(inv), "--yes", "--json")
+    result = run(work, "consolidate", "run", LEGACY, str(inv), "--method", "warm", "--yes", "--json")
     assert result.returncode == 0, result.stdout + result.stderr
     [move] = json.loads(result.stdout)["consolidation"]["moves"]
-    if move["method"] == "live":
-        pytest.skip("this dcctl's provider adopts live-migrated domains: the default is live (tested above)")
     assert move["method"] == "warm" and len(move["rounds"]) >= 2
     assert move["rounds"][0]["kind"] == "full" and move["rounds"][-1]["kind"] == "incremental"
     last = move["rounds"][-1]["changed_bytes"]

@@ -100,7 +100,7 @@ def dcctl_objects(uri: str) -> dict[str, set[str]]:
 def applied(lab: Lab, workdir: Path, uris: dict[str, str]) -> Iterator[None]:
     run(workdir, "destroy", "--yes", check=True)  # a clean slate, whatever an earlier run left
     result = run(workdir, "apply", "--yes", check=True)
-    assert "Apply complete: 19 succeeded, 0 failed" in result.stdout, result.stdout + result.stderr
+    assert "succeeded, 0 failed, 0 skipped" in result.stdout, result.stdout + result.stderr
     yield
 
 
@@ -112,7 +112,7 @@ def test_apply_boots_every_guest_and_status_lists_them(
         assert f"name={name}" in marker
     status = json.loads(run(workdir, "status", "--json", check=True).stdout)
     running = {r["name"] for r in status["resources"] if r["kind"] == "server" and r["state"] == "running"}
-    assert running == set(SERVERS)
+    assert set(SERVERS) <= running  # (the lab's OpenStack data center runs servers of its own too)
     disks = lab.wait_for_marker(uris["sy-kvm"], "dcctl-kangping-portal-web-1")
     assert disks.endswith("disks=vda,vdb")  # root disk and the data volume, attached
 
@@ -127,8 +127,9 @@ def test_memory_change_plans_exactly_that(applied: None, workdir: Path) -> None:
     inv = edited(workdir, "more-ram", ("province.yaml", "ram_mb: 192", "ram_mb: 256"))
     result = run(workdir, "plan", "--json", "--detailed-exitcode", inv=inv)
     assert result.returncode == 2
-    pending = [c for c in json.loads(result.stdout)["plan"]["changes"] if c["action"] != "noop"]
-    assert {c["name"] for c in pending} == set(SERVERS)
+    changes = json.loads(result.stdout)["plan"]["changes"]
+    pending = [c for c in changes if c["action"] != "noop" and c["backend"] in set(SERVERS.values())]
+    assert {c["name"] for c in pending} == set(SERVERS)  # (the OpenStack servers' flavor changes too: not this test)
     assert {(c["action"], tuple(c["changed_fields"])) for c in pending} == {("update", ("ram_mb",))}
     assert {(c["before"]["ram_mb"], c["after"]["ram_mb"]) for c in pending} == {(192, 256)}
 

@@ -15,7 +15,7 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    attempts: int = 5
+    attempts: int = 8  # ~35 s in all: long enough for a cloud to release ports after a server delete (409 in use)
     base_delay: float = 0.5
     factor: float = 2.0
     max_delay: float = 10.0

@@ -47,7 +47,7 @@ def main() -> None:
     if shutil.which("rsync") is None:
         subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", "rsync"], check=True)
     work = Path(tempfile.mkdtemp(prefix="dcctl-bench-dr-"))
-    shutil.copytree(ROOT / "inventories" / "lab", work / "inv", ignore=shutil.ignore_patterns(".dcctl"))
+    shutil.copytree(ROOT / "inventories" / "lab", work / "inv", ignore=shutil.ignore_patterns(".dcctl", "dalian.yaml"))
     state = work / "state.db"
     with Session(work / "inv", state_path=state, targets=["kangping-ext"]) as s:
         s.apply(s.plan())

@@ -336,8 +336,11 @@ def sequential_create_and_wait(
     return made
 
 
-def delete_servers(made: list[tuple[str, str]]) -> None:
+def delete_servers(made: list[tuple[str, str]] | None = None) -> None:
+    """Delete the peer's servers (all of them, whatever is left, when ``made`` is None) and wait until gone."""
     admin = openstack.connect(cloud=CLOUD)
+    if made is None:
+        made = [(s.project_id, s.id) for s in admin.compute.servers(all_projects=True, name="^bench-seq-")]
     for _, sid in made:
         admin.compute.delete_server(sid, ignore_missing=True)
     deadline = time.monotonic() + 900
@@ -479,6 +482,7 @@ def main() -> int:
             )
         finally:
             print("-- cleaning up", flush=True)
+            delete_servers()  # the peer's, if a round was interrupted: their ports hold the subnets
             for _ in range(3):
                 try:
                     dcctl_apply(inv, state, args.concurrency, Mode.DESTROY)

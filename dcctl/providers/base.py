@@ -6,6 +6,7 @@ retries) and report progress through a callback.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
@@ -85,6 +86,35 @@ class Provider(Protocol):
         """Raise ``Conflict`` unless dcctl created this resource (checked again right before a change)."""
 
     def close(self) -> None: ...
+
+
+def wait_until(
+    ready: Callable[[], bool],
+    *,
+    deadline: float,
+    what: str,
+    where: str,
+    on_progress: ProgressCallback,
+    first_delay: float = 0.05,
+    max_delay: float = 2.0,
+) -> None:
+    """The one wait of every provider: poll ``ready()`` (which raises on a failure state) until it is true or the
+    deadline passes (then TransientError). Polls start fast and slow down to ``max_delay``; a long wait says so
+    every 15 s through ``on_progress``."""
+    delay = first_delay
+    started = time.monotonic()
+    reported = started
+    while True:
+        if ready():
+            return
+        now = time.monotonic()
+        if now >= deadline:
+            raise TransientError(f"timed out after {now - started:.0f}s waiting for {what} on {where}")
+        if now - reported >= 15:
+            on_progress(f"still waiting for {what} ({now - started:.0f}s)")
+            reported = now
+        time.sleep(max(0.0, min(delay, deadline - now)))
+        delay = min(delay * 1.6, max_delay)
 
 
 def by_kind_order(kinds: Collection[str], kind: str) -> int:

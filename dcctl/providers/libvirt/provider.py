@@ -11,7 +11,6 @@ import contextlib
 import functools
 import queue
 import threading
-import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any, ClassVar
@@ -30,6 +29,7 @@ from dcctl.providers.base import (
     ProgressCallback,
     ProviderError,
     TransientError,
+    wait_until,
 )
 from dcctl.providers.libvirt import mapping
 from dcctl.resources import NAME_PREFIX, DesiredResource, ObservedResource, stable_uuid
@@ -420,18 +420,14 @@ class LibvirtProvider:
             on_progress("starting")
             dom.create()
             failpoints.reach("libvirt.domain-started")
-        self._wait(lambda: bool(dom.isActive()), deadline, f"server {desired.name} to run", on_progress)
-
-    def _wait(self, ready: Any, deadline: float, what: str, on_progress: ProgressCallback) -> None:
-        """Poll until ``ready()`` or the deadline; the one wait of this provider."""
-        delay = 0.05
-        while True:
-            if ready():
-                return
-            if time.monotonic() >= deadline:
-                raise TransientError(f"timed out waiting for {what} on {self.backend.id}")
-            time.sleep(delay)
-            delay = min(delay * 2, 1.0)
+        wait_until(
+            lambda: bool(dom.isActive()),
+            deadline=deadline,
+            what=f"server {desired.name} to run",
+            where=self.backend.id,
+            on_progress=on_progress,
+            max_delay=1.0,
+        )
 
     # ----------------------------------------------------------------------------------------------- delete
     def verify_owned(self, observed: ObservedResource) -> None:

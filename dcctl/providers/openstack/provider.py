@@ -59,6 +59,7 @@ from dcctl.providers.base import (
     ProgressCallback,
     ProviderError,
     TransientError,
+    wait_until,
 )
 from dcctl.providers.openstack import mapping
 from dcctl.providers.openstack.errors import SDK_ERRORS, scrub, secrets_of, translate
@@ -1349,22 +1350,9 @@ class OpenStackProvider:
 
     # ------------------------------------------------------------------------------------------------- wait
     def _wait(self, what: str, ready: Callable[[], bool], deadline: float, on_progress: ProgressCallback) -> None:
-        """Poll ``ready()`` (which raises on a failure state) until it is true or the deadline passes: the one wait
-        of this provider. Polls start fast and slow down to every 2 s."""
-        delay = 0.25
-        started = time.monotonic()
-        reported = started
-        while True:
-            if ready():
-                return
-            now = time.monotonic()
-            if now >= deadline:
-                raise TransientError(f"timed out after {now - started:.0f}s waiting for {what} on '{self.cloud}'")
-            if now - reported >= 15:
-                on_progress(f"still waiting for {what} ({now - started:.0f}s)")
-                reported = now
-            time.sleep(max(0.0, min(delay, deadline - now)))
-            delay = min(delay * 1.6, 2.0)
+        wait_until(
+            ready, deadline=deadline, what=what, where=f"'{self.cloud}'", on_progress=on_progress, first_delay=0.25
+        )
 
     # ----------------------------------------------------------------------------------------------- delete
     def verify_owned(self, observed: ObservedResource) -> None:

@@ -15,7 +15,7 @@ from pathlib import PurePosixPath
 from typing import Any
 
 from dcctl.dr import catalog
-from dcctl.dr.replicate import Progress, _quiet, staging_path
+from dcctl.dr.replicate import Progress, _quiet, digests, staging_path
 from dcctl.dr.ssh import Ssh, SshTarget, q
 from dcctl.errors import DcctlError
 from dcctl.inventory import Inventory
@@ -284,9 +284,8 @@ class Recovery:
                         remote = " ".join(q(a) for a in source_ssh.openssh_command())
                         push = f"set -o pipefail; cat {q(overlay)} | {remote} {q(f'cat > {staged}')}"
                         dst.run(f"bash -c {q(push)}")
-                        _, want, _ = dst.run(f"sha256sum {q(overlay)}")
-                        _, got, _ = src.run(f"sha256sum {q(staged)}")
-                        if want.split()[0] != got.split()[0]:
+                        want, got = digests(dst, overlay, src, staged, timeout=600)
+                        if want != got:
                             raise DcctlError(
                                 f"failback of {server}/{disk}: checksum mismatch", hint="run failback again"
                             )

@@ -22,17 +22,18 @@ import json
 import secrets
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import PurePosixPath
 
 from dcctl.dr import catalog
-from dcctl.dr.ssh import Ssh, SshTarget, q
+from dcctl.dr.ssh import CONTROL_DIR, Ssh, SshTarget, q
 from dcctl.errors import DcctlError
 from dcctl.inventory import Inventory
 from dcctl.inventory.model import LibvirtBackend, Tenancy, Workload
 from dcctl.providers.base import ProviderError
-from dcctl.providers.libvirt.dr import DrHost
+from dcctl.providers.libvirt.dr import Disk, DrHost
 from dcctl.state.store import Store, now
 
 Progress = Callable[[str], None]
@@ -122,50 +123,83 @@ class Replicator:
         self.target_ssh = SshTarget.from_uri(target.uri)
         self.progress = progress
         self.timeout = timeout
-        self.ship_seconds = 0.0
 
     # --------------------------------------------------------------------------------------------- per server
     def replicate(self, server: ProtectedServer, point_set: str) -> ServerResult:
+        """One point of one server, shipped and verified. Safe to call from several threads at once (one per
+        server): each call has its own SSH and libvirt connections, and the store serializes the catalog."""
         started = time.monotonic()
-        self.ship_seconds = 0.0
         deadline = started + self.timeout
         result = ServerResult(server.name, ok=False, point_set=point_set)
         try:
-            with Ssh(SshTarget.from_uri(server.source.uri)) as src:
-                try:
-                    dst = Ssh(self.target_ssh, timeout=10)
-                except ProviderError as exc:
-                    raise ProviderTransferError(exc.message, hint=exc.hint, unreachable=True) from None
-                with dst:
-                    self._finish_pending(server, src, dst)
-                    with DrHost(server.source) as host:
-                        kind, changed, shipped = self._take_and_ship(server, host, src, dst, point_set, deadline)
-                        self._prune_checkpoints(server, host)
-                    self._retain(server, dst)
-            result = ServerResult(server.name, True, kind, point_set, changed, shipped, ship_seconds=self.ship_seconds)
+            src, dst, host = self._connect(server)
+            with src, dst, host, ThreadPoolExecutor(1) as background:
+                # the stream's connection (source host → DR host) is opened while the backup runs
+                stream_ready = background.submit(self._open_stream, server, src)
+                self._finish_pending(server, src, dst, stream_ready)
+                kind, changed, shipment = self._take_and_ship(server, host, src, dst, point_set, deadline, stream_ready)
+                self._prune_checkpoints(server, host)
+                self._retain(server, dst)
+            result = ServerResult(
+                server.name, True, kind, point_set, changed, shipment.bytes, ship_seconds=shipment.seconds
+            )
         except (ProviderError, DcctlError) as exc:
             result.error, result.hint = exc.message, exc.hint
             result.target_unreachable = isinstance(exc, ProviderTransferError) and exc.unreachable
         result.seconds = time.monotonic() - started
         return result
 
-    def _finish_pending(self, server: ProtectedServer, src: Ssh, dst: Ssh) -> None:
+    def _connect(self, server: ProtectedServer) -> tuple[Ssh, Ssh, DrHost]:
+        """SSH to the source and to the DR host, libvirt on the source: opened at once; all or none."""
+        with ThreadPoolExecutor(3) as pool:
+            src = pool.submit(Ssh, SshTarget.from_uri(server.source.uri))
+            dst = pool.submit(Ssh, self.target_ssh, timeout=10)
+            host = pool.submit(DrHost, server.source)
+        failed = [f.exception() for f in (src, dst, host) if f.exception() is not None]
+        if failed:
+            for f in (src, dst, host):
+                if f.exception() is None:
+                    f.result().close()
+            exc = dst.exception()
+            if isinstance(exc, ProviderError):
+                raise ProviderTransferError(exc.message, hint=exc.hint, unreachable=True) from None
+            raise failed[0]  # type: ignore[misc]
+        return src.result(), dst.result(), host.result()
+
+    def _open_stream(self, server: ProtectedServer, src: Ssh) -> None:
+        """Open (or reuse) the source host's shared connection to the DR host that the disk streams ride on. A
+        failure here is not final: each stream opens its own connection then, and reports its own error."""
+        remote = " ".join(q(a) for a in self._stream_command(server))
+        src.run(f"mkdir -p -m 0700 {q(CONTROL_DIR)} && {remote} true", check=False, timeout=30)
+
+    def _stream_command(self, server: ProtectedServer) -> list[str]:
+        return self.target_ssh.openssh_command(shared_from=SshTarget.from_uri(server.source.uri).host)
+
+    def _finish_pending(self, server: ProtectedServer, src: Ssh, dst: Ssh, stream_ready: Future[None]) -> None:
         """Points whose transfer was interrupted: resume them (or mark them failed if their staging file is gone)."""
         for d in catalog.disk_points(self.store, self.workload.id, status="pending"):
             if d.server != server.name:
                 continue
             staged = staging_path(server.source, d.server, d.disk, d.point_set)
-            rc, _, _ = src.run(f"test -f {q(staged)}", check=False)
+            rc, out, _ = src.run(f"stat -c %s {q(staged)}", check=False)
             if rc != 0:
                 catalog.mark_point(self.store, d.id, "failed")
                 self.progress(f"{d.server}/{d.disk}: point {d.point_set} lost its staging file; marked failed")
                 continue
             self.progress(f"{d.server}/{d.disk}: resuming the transfer of point {d.point_set}")
-            self._ship_and_verify(d.id, staged, d.target_path, d.parent_id, src, dst)
+            stream_ready.result()
+            self._ship_and_verify(server, d.id, staged, int(out), d.target_path, d.parent_id, src, dst)
 
     def _take_and_ship(
-        self, server: ProtectedServer, host: DrHost, src: Ssh, dst: Ssh, point_set: str, deadline: float
-    ) -> tuple[str, int, int]:
+        self,
+        server: ProtectedServer,
+        host: DrHost,
+        src: Ssh,
+        dst: Ssh,
+        point_set: str,
+        deadline: float,
+        stream_ready: Future[None],
+    ) -> tuple[str, int, Shipment]:
         disks = host.disks(server.name)
         if not disks:
             raise DcctlError(f"server {server.name} has no file disks to replicate")
@@ -184,10 +218,11 @@ class Replicator:
         self.progress(f"{server.name}: {kind} point {point_set} ({', '.join(targets)})")
         taken_at = now()
         host.backup(server.name, targets, checkpoint, incremental, deadline)
-        changed_total = shipped_total = 0
-        for disk in disks:
+        stream_ready.result()
+
+        def ship(disk: Disk) -> tuple[int, Shipment]:
             staged = targets[disk.target]
-            size, changed = self._measure(src, staged, incremental is not None)
+            file_size, size, changed = self._measure(src, staged, incremental is not None)
             parent = parents.get(disk.target) if incremental else None
             target_path = f"{replica_dir(self.target, self.workload.id, server.name, disk.target)}/{point_set}.qcow2"
             point_id = catalog.add_disk_point(
@@ -207,85 +242,109 @@ class Replicator:
                 size_bytes=size,
                 changed_bytes=changed,
             )
-            shipped_total += self._ship_and_verify(
-                point_id, staged, target_path, parent.id if parent else None, src, dst
-            )
-            changed_total += changed
-        return kind, changed_total, shipped_total
+            parent_id = parent.id if parent else None
+            return changed, self._ship_and_verify(server, point_id, staged, file_size, target_path, parent_id, src, dst)
+
+        changed_total = 0
+        shipped = Shipment()
+        with ThreadPoolExecutor(len(disks)) as pool:  # the disks of a server travel side by side
+            for changed, shipment in pool.map(ship, disks):
+                changed_total += changed
+                shipped += shipment
+        return kind, changed_total, shipped
 
     def _last_good_checkpoint(self, server: str) -> str | None:
         good = [d for d in catalog.disk_points(self.store, self.workload.id, status="good") if d.server == server]
         return good[-1].checkpoint if good else None
 
     @staticmethod
-    def _measure(src: Ssh, staged: str, incremental: bool) -> tuple[int, int]:
-        """(virtual size, bytes of data in this point): an incremental's own clusters are those at depth 0."""
-        _, out, _ = src.run(f"qemu-img map -U --output=json {q(staged)}")
-        extents = json.loads(out)
+    def _measure(src: Ssh, staged: str, incremental: bool) -> tuple[int, int, int]:
+        """(staging file's size, virtual size, bytes of data in this point), in one round trip: an incremental's
+        own clusters are those at depth 0."""
+        _, out, _ = src.run(f"stat -c %s {q(staged)} && qemu-img map -U --output=json {q(staged)}")
+        file_size, _, listing = out.partition("\n")
+        extents = json.loads(listing)
         size = max((e["start"] + e["length"] for e in extents), default=0)
         changed = sum(e["length"] for e in extents if e.get("data") and (not incremental or e.get("depth", 0) == 0))
-        return size, changed
+        return int(file_size), size, changed
 
     def _ship_and_verify(
-        self, point_id: int, staged: str, target_path: str, parent_id: int | None, src: Ssh, dst: Ssh
-    ) -> int:
-        """Stream the staging file to the DR host (resuming a partial copy), verify, chain, mark good."""
+        self,
+        server: ProtectedServer,
+        point_id: int,
+        staged: str,
+        size: int,
+        target_path: str,
+        parent_id: int | None,
+        src: Ssh,
+        dst: Ssh,
+    ) -> Shipment:
+        """Stream the staging file (``size`` bytes) to the DR host, resuming a partial copy; verify, chain, mark
+        good."""
         part = target_path + ".part"
-        dst.run(f"mkdir -p {q(str(PurePosixPath(target_path).parent))}")
-        _, out, _ = src.run(f"stat -c %s {q(staged)}")
-        size = int(out.strip())
-        _, out, _ = dst.run(f"stat -c %s {q(part)} 2>/dev/null || echo 0")
+        _, out, _ = dst.run(
+            f"mkdir -p {q(str(PurePosixPath(target_path).parent))} && {{ stat -c %s {q(part)} 2>/dev/null || echo 0; }}"
+        )
         have = int(out.strip() or 0)
+        digest_timeout = 60 + size / (50 * 2**20)  # a digest reads the file: allow 50 MiB/s
         if have > size:
             dst.run(f"rm -f {q(part)}")
             have = 0
-        shipped = 0
-        if have < size:
-            remote = " ".join(q(a) for a in self.target_ssh.openssh_command())
-            writer = f"dd of={q(part)} bs=4M oflag=seek_bytes seek={have} conv=notrunc status=none"
-            command = (
-                f"set -o pipefail 2>/dev/null; dd if={q(staged)} bs=4M iflag=skip_bytes skip={have} status=none"
-                f" | {remote} {q(writer)}"
-            )
-            shipping = time.monotonic()
-            rc, _, err = src.run(f"bash -c {q(command)}", check=False, timeout=self.timeout)
-            self.ship_seconds += time.monotonic() - shipping
-            reached: int | None = None
-            try:
-                _, out, _ = dst.run(f"stat -c %s {q(part)} 2>/dev/null || echo 0", check=False, timeout=20)
-                reached = int(out.strip() or 0)
-            except ProviderError:
-                pass  # the DR site is unreachable: how far it got is read on the next run
-            if reached is not None:
-                shipped = max(0, reached - have)
-                self._add_shipped(point_id, shipped)
-            if rc != 0 or reached != size:
-                where = f"{reached:,} of {size:,} bytes" if reached is not None else f"an unknown byte of {size:,}"
-                raise ProviderTransferError(
-                    f"transfer of {PurePosixPath(staged).name} to {self.target.id} stopped at {where} "
-                    f"({err.strip()[-200:] or f'exit {rc}'})",
-                    hint="the next 'dcctl dr replicate' resumes it from there",
-                    unreachable=reached is None,
-                )
-        digest_timeout = 60 + size / (50 * 2**20)  # sha256 reads the file: allow 50 MiB/s
-        _, out, _ = src.run(f"sha256sum {q(staged)}", timeout=digest_timeout)
-        want = out.split()[0]
-        _, out, _ = dst.run(f"sha256sum {q(part)}", timeout=digest_timeout)
-        got = out.split()[0]
-        if got != want:
+        shipment = Shipment()
+        with ThreadPoolExecutor(1) as pool:
+            want = pool.submit(src.sha256, staged, timeout=digest_timeout)  # read while the stream runs
+            if have < size:
+                shipment = self._stream(server, point_id, staged, size, part, have, src, dst)
+            got = dst.sha256(part, timeout=digest_timeout)
+        if got != want.result():
             dst.run(f"rm -f {q(part)}")
             catalog.mark_point(self.store, point_id, "failed")
             raise ProviderTransferError(
-                f"checksum mismatch for {PurePosixPath(target_path).name}: source {want[:12]}…, replica {got[:12]}…",
+                f"checksum mismatch for {PurePosixPath(target_path).name}: source {want.result()[:12]}…, "
+                f"replica {got[:12]}…",
                 hint="the replica was discarded; replicate again",
             )
+        chain = ""
         if parent_id is not None:
             parent = next(d for d in catalog.disk_points(self.store) if d.id == parent_id)
-            dst.run(f"qemu-img rebase -u -F qcow2 -b {q(PurePosixPath(parent.target_path).name)} {q(part)}")
-        dst.run(f"qemu-img check -q {q(part)} && mv -f {q(part)} {q(target_path)}")
-        catalog.mark_point(self.store, point_id, "good", verified_at=now(), checksum=f"sha256:{want}")
+            chain = f"qemu-img rebase -u -F qcow2 -b {q(PurePosixPath(parent.target_path).name)} {q(part)} && "
+        dst.run(f"{chain}qemu-img check -q {q(part)} && mv -f {q(part)} {q(target_path)}")
+        catalog.mark_point(self.store, point_id, "good", verified_at=now(), checksum=f"sha256:{want.result()}")
         src.run(f"rm -f {q(staged)}")
-        return shipped
+        return shipment
+
+    def _stream(
+        self, server: ProtectedServer, point_id: int, staged: str, size: int, part: str, have: int, src: Ssh, dst: Ssh
+    ) -> Shipment:
+        """Stream ``staged`` from byte ``have`` on, source host → DR host; the bytes that arrived are counted in the
+        catalog even when the stream breaks (the next run resumes there)."""
+        remote = " ".join(q(a) for a in self._stream_command(server))
+        writer = f"dd of={q(part)} bs=4M oflag=seek_bytes seek={have} conv=notrunc status=none"
+        command = (
+            f"set -o pipefail 2>/dev/null; dd if={q(staged)} bs=4M iflag=skip_bytes skip={have} status=none"
+            f" | {remote} {q(writer)}"
+        )
+        shipping = time.monotonic()
+        rc, _, err = src.run(f"bash -c {q(command)}", check=False, timeout=self.timeout)
+        shipment = Shipment(seconds=time.monotonic() - shipping)
+        reached: int | None = None
+        try:
+            _, out, _ = dst.run(f"stat -c %s {q(part)} 2>/dev/null || echo 0", check=False, timeout=20)
+            reached = int(out.strip() or 0)
+        except ProviderError:
+            pass  # the DR site is unreachable: how far it got is read on the next run
+        if reached is not None:
+            shipment.bytes = max(0, reached - have)
+            self._add_shipped(point_id, shipment.bytes)
+        if rc != 0 or reached != size:
+            where = f"{reached:,} of {size:,} bytes" if reached is not None else f"an unknown byte of {size:,}"
+            raise ProviderTransferError(
+                f"transfer of {PurePosixPath(staged).name} to {self.target.id} stopped at {where} "
+                f"({err.strip()[-200:] or f'exit {rc}'})",
+                hint="the next 'dcctl dr replicate' resumes it from there",
+                unreachable=reached is None,
+            )
+        return shipment
 
     def _add_shipped(self, point_id: int, shipped: int) -> None:
         with self.store.transaction() as db:
@@ -341,6 +400,27 @@ class Replicator:
         ]
         fulls = [i for i, d in enumerate(good) if d.kind == "full"]
         return good[fulls[-1] :] if fulls else good
+
+
+@dataclass
+class Shipment:
+    """What a transfer carried: bytes that reached the DR host, and the seconds the stream took."""
+
+    bytes: int = 0
+    seconds: float = 0.0
+
+    def __iadd__(self, other: Shipment) -> Shipment:
+        self.bytes += other.bytes
+        self.seconds += other.seconds
+        return self
+
+
+def digests(src: Ssh, source: str, dst: Ssh, replica: str, *, timeout: float) -> tuple[str, str]:
+    """SHA-256 of the source file and of its replica, computed on both hosts at once."""
+    with ThreadPoolExecutor(1) as pool:
+        want = pool.submit(src.sha256, source, timeout=timeout)
+        got = dst.sha256(replica, timeout=timeout)
+        return want.result(), got
 
 
 class ProviderTransferError(ProviderError):

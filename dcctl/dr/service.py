@@ -4,6 +4,7 @@ fail over, fail back — each recorded in the catalog and the audit log."""
 from __future__ import annotations
 
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from dcctl.dr import catalog
@@ -22,6 +23,7 @@ from dcctl.engine.session import Session
 from dcctl.errors import DcctlError, UsageError
 from dcctl.inventory.model import LibvirtBackend, Workload
 from dcctl.plan.build import observe_all
+from dcctl.state.audit import AuditEvent, record
 
 
 def protected_workloads(session: Session, only: Iterable[str] = ()) -> list[Workload]:
@@ -35,79 +37,99 @@ def protected_workloads(session: Session, only: Iterable[str] = ()) -> list[Work
     return [w for _, w in (inv.workloads[i] for i in sorted(inv.workloads)) if w.dr and (not wanted or w.id in wanted)]
 
 
-def servers_of(session: Session, workload: Workload) -> list[ProtectedServer]:
-    """The workload's servers as they run now, observed on the hosts it may run on only (not the DR site's)."""
-    tenancy = session.inv.workloads[workload.id][0]
-    eligible = {b.id for b in session.inv.eligible_backends(tenancy, workload)}
-    providers = {b: p for b, p in session.providers().items() if b in eligible}
-    found = []
+def protected_servers(session: Session, workloads: list[Workload]) -> dict[str, list[ProtectedServer]]:
+    """Each workload's servers as they run now, observed once on the hosts they may run on (not the DR site's)."""
+    eligible = {
+        w.id: {b.id for b in session.inv.eligible_backends(session.inv.workloads[w.id][0], w)} for w in workloads
+    }
+    wanted = set().union(*eligible.values()) if eligible else set()
+    providers = {b: p for b, p in session.providers().items() if b in wanted}
+    found: dict[str, list[ProtectedServer]] = {w.id: [] for w in workloads}
     for backend_id, obs in observe_all(providers).items():
-        if obs.error is not None:
-            continue
         backend = session.inv.backends[backend_id][1]
+        if obs.error is not None or not isinstance(backend, LibvirtBackend):
+            continue
         for r in obs.resources:
-            if r.kind == "server" and r.managed and r.key.startswith(f"server:{workload.id}/"):
-                if not isinstance(backend, LibvirtBackend):
-                    continue
-                found.append(ProtectedServer(workload.id, r.key, r.name, backend))
-    return sorted(found, key=lambda s: s.key)
+            if r.kind != "server" or not r.managed or not r.key.startswith("server:"):
+                continue
+            workload_id = r.key.removeprefix("server:").split("/", 1)[0]
+            if backend_id in eligible.get(workload_id, ()):
+                found[workload_id].append(ProtectedServer(workload_id, r.key, r.name, backend))
+    return {w: sorted(servers, key=lambda s: s.key) for w, servers in found.items()}
 
 
 def _audit(session: Session, action: str, target: str, ok: bool, detail: dict[str, Any]) -> None:
-    try:
-        from dcctl.state.audit import AuditEvent, record
-    except ImportError:  # the audit trail arrives with its own module
-        return
     record(
         session.store, AuditEvent(action=action, target=target, outcome="succeeded" if ok else "failed", detail=detail)
     )
 
 
+#: servers replicated at once: each is mostly waiting (on QEMU's backup job, a stream, a digest on another host)
+PARALLEL_SERVERS = 4
+
+
 def replicate(
-    session: Session, workloads: Iterable[str] = (), *, progress: Progress = _quiet
+    session: Session,
+    workloads: Iterable[str] = (),
+    *,
+    progress: Progress = _quiet,
+    parallel: int = PARALLEL_SERVERS,
 ) -> list[ReplicationResult]:
-    results = []
-    for workload in protected_workloads(session, workloads):
-        tenancy = session.inv.workloads[workload.id][0]
-        if catalog.active_site(session.store, workload.id) == "dr":
-            progress(f"{workload.id}: runs at the DR site since a failover; skipped (fail back first)")
-            continue
-        target = dr_backend_for(session.inv, tenancy, workload)
-        result = ReplicationResult(workload.id, target.id)
-        servers = servers_of(session, workload)
-        if not servers:
+    """A point of every server of the protected workloads (all, or those named), ``parallel`` servers at a time.
+    A DR site that stops answering fails the server that found out; servers not yet started toward it are skipped
+    (reported as such) rather than each waiting for it in turn."""
+    chosen = [w for w in protected_workloads(session, workloads) if _runs_at_source(session, w, progress)]
+    servers = protected_servers(session, chosen)
+    results: list[ReplicationResult] = []
+    jobs: list[tuple[ReplicationResult, Replicator, ProtectedServer, str]] = []
+    for workload in chosen:
+        if not servers[workload.id]:
             raise DcctlError(
                 f"workload '{workload.id}' has no server running on a libvirt backend to replicate",
                 hint="apply the inventory first (dcctl apply)",
             )
+        target = dr_backend_for(session.inv, session.inv.workloads[workload.id][0], workload)
+        result = ReplicationResult(workload.id, target.id)
         replicator = Replicator(session.store, workload, target, progress=progress)
         point_set = new_point_set()
-        unreachable: ServerResult | None = None
-        for server in servers:
-            if unreachable is not None:  # the DR site stopped answering: do not wait for it once per server
-                result.servers.append(
-                    ServerResult(server.name, False, error=f"skipped: {unreachable.error}", hint=unreachable.hint)
-                )
-                continue
-            res = replicator.replicate(server, point_set)
-            if res.target_unreachable:
-                unreachable = res
-            result.servers.append(res)
-            _audit(
-                session,
-                "dr.replicate",
-                f"{server.source.id}:{server.key}",
-                res.ok,
-                {
-                    "point_set": point_set,
-                    "kind": res.kind,
-                    "shipped_bytes": res.shipped_bytes,
-                    "target": target.id,
-                    "error": res.error,
-                },
-            )
         results.append(result)
+        jobs += [(result, replicator, server, point_set) for server in servers[workload.id]]
+    unreachable: dict[str, ServerResult] = {}  # DR backend → the first server that found it not answering
+
+    def run(job: tuple[ReplicationResult, Replicator, ProtectedServer, str]) -> ServerResult:
+        result, replicator, server, point_set = job
+        seen = unreachable.get(result.target_backend)
+        if seen is not None:
+            return ServerResult(server.name, False, error=f"skipped: {seen.error}", hint=seen.hint)
+        res = replicator.replicate(server, point_set)
+        if res.target_unreachable:
+            unreachable.setdefault(result.target_backend, res)
+        _audit(
+            session,
+            "dr.replicate",
+            f"{server.source.id}:{server.key}",
+            res.ok,
+            {
+                "point_set": point_set,
+                "kind": res.kind,
+                "shipped_bytes": res.shipped_bytes,
+                "target": result.target_backend,
+                "error": res.error,
+            },
+        )
+        return res
+
+    with ThreadPoolExecutor(max(1, parallel)) as pool:
+        for (result, *_), res in zip(jobs, pool.map(run, jobs), strict=True):
+            result.servers.append(res)
     return results
+
+
+def _runs_at_source(session: Session, workload: Workload, progress: Progress) -> bool:
+    if catalog.active_site(session.store, workload.id) == "dr":
+        progress(f"{workload.id}: runs at the DR site since a failover; skipped (fail back first)")
+        return False
+    return True
 
 
 def _sources(session: Session, workload: Workload) -> dict[str, LibvirtBackend]:

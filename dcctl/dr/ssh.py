@@ -45,17 +45,28 @@ class SshTarget:
             known_hosts=query.get("known_hosts") or str(Path.home() / ".ssh" / "known_hosts"),
         )
 
-    def openssh_command(self, *, destination: bool = True) -> list[str]:
+    def openssh_command(self, *, destination: bool = True, shared_from: str | None = None) -> list[str]:
         """An OpenSSH client command line reaching this target with the same key and known_hosts (for host-to-host
-        streams: fastest cipher with AES-NI, keepalives so a cut link fails in seconds, never prompting)."""
+        streams: fastest cipher with AES-NI, keepalives so a cut link fails in seconds, never prompting).
+
+        ``shared_from`` names the host the command runs on: its streams to this target then share one connection
+        (OpenSSH multiplexing, a root-only socket in /run/dcctl, kept 60 s after its last use), so a stream costs
+        no key exchange — about 0.3 s each on a busy host."""
         args = ["ssh", "-T", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes"]
         args += ["-o", f"UserKnownHostsFile={self.known_hosts}", "-o", "ServerAliveInterval=1"]
         args += ["-o", "ServerAliveCountMax=3", "-o", "ConnectTimeout=10"]
         args += ["-c", "aes128-gcm@openssh.com,aes256-gcm@openssh.com,chacha20-poly1305@openssh.com"]
+        if shared_from:
+            args += ["-o", "ControlMaster=auto", "-o", f"ControlPath={CONTROL_DIR}/{shared_from}-%C"]
+            args += ["-o", "ControlPersist=60"]
         if self.keyfile:
             args += ["-i", self.keyfile]
         args += ["-p", str(self.port)]
         return [*args, f"{self.user}@{self.host}"] if destination else args
+
+
+#: where host-to-host stream connections keep their multiplexing sockets (on the host that opens them)
+CONTROL_DIR = "/run/dcctl"
 
 
 class Ssh:
@@ -139,6 +150,18 @@ class Ssh:
                 f"on {self.target.host}: `{_short(command)}` exited {rc}: {err.strip()[-400:] or out.strip()[-400:]}"
             )
         return rc, out, err
+
+    def sha256(self, path: str, *, timeout: float = 60.0) -> str:
+        """SHA-256 of a file on this host."""
+        _, out, _ = self.run(sha256_command(path), timeout=timeout)
+        return out.split()[0]
+
+
+def sha256_command(path: str = "") -> str:
+    """Shell printing the SHA-256 of a file (or of stdin) first on its line: OpenSSL's where installed (SHA-NI: ~4×
+    less CPU than coreutils'), else coreutils'."""
+    arg = f" {q(path)}" if path else ""
+    return f"if command -v openssl >/dev/null; then openssl dgst -sha256 -r{arg}; else sha256sum{arg}; fi"
 
 
 def q(value: str) -> str:

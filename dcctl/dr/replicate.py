@@ -291,17 +291,16 @@ class Replicator:
             dst.run(f"rm -f {q(part)}")
             have = 0
         shipment = Shipment()
-        with ThreadPoolExecutor(1) as pool:
-            want = pool.submit(src.sha256, staged, timeout=digest_timeout)  # read while the stream runs
-            if have < size:
-                shipment = self._stream(server, point_id, staged, size, part, have, src, dst)
-            got = dst.sha256(part, timeout=digest_timeout)
-        if got != want.result():
+        if have < size:
+            shipment = self._stream(server, point_id, staged, size, part, have, src, dst)
+        # after the stream, not during it: a digest competes with the stream's ciphers for CPU, and the replica's
+        # digest (which must wait for the stream) takes as long as the source's
+        want, got = digests(src, staged, dst, part, timeout=digest_timeout)
+        if got != want:
             dst.run(f"rm -f {q(part)}")
             catalog.mark_point(self.store, point_id, "failed")
             raise ProviderTransferError(
-                f"checksum mismatch for {PurePosixPath(target_path).name}: source {want.result()[:12]}…, "
-                f"replica {got[:12]}…",
+                f"checksum mismatch for {PurePosixPath(target_path).name}: source {want[:12]}…, replica {got[:12]}…",
                 hint="the replica was discarded; replicate again",
             )
         chain = ""
@@ -309,7 +308,7 @@ class Replicator:
             parent = next(d for d in catalog.disk_points(self.store) if d.id == parent_id)
             chain = f"qemu-img rebase -u -F qcow2 -b {q(PurePosixPath(parent.target_path).name)} {q(part)} && "
         dst.run(f"{chain}qemu-img check -q {q(part)} && mv -f {q(part)} {q(target_path)}")
-        catalog.mark_point(self.store, point_id, "good", verified_at=now(), checksum=f"sha256:{want.result()}")
+        catalog.mark_point(self.store, point_id, "good", verified_at=now(), checksum=f"sha256:{want}")
         src.run(f"rm -f {q(staged)}")
         return shipment
 

@@ -1,5 +1,3 @@
-import sys
+from dcctl.cli.app import entrypoint
 
-from dcctl.cli.app import main
-
-sys.exit(main())
+entrypoint()

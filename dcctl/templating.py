@@ -5,9 +5,10 @@ from __future__ import annotations
 import functools
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import jinja2
+if TYPE_CHECKING:
+    import jinja2
 
 
 def _templates_dir() -> Path:
@@ -22,6 +23,8 @@ def _templates_dir() -> Path:
 
 @functools.cache
 def environment() -> jinja2.Environment:
+    import jinja2  # only when something is rendered: a plan with nothing to make renders nothing
+
     return jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(_templates_dir())),
         undefined=jinja2.StrictUndefined,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 import traceback
@@ -93,4 +94,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def entrypoint() -> None:
-    sys.exit(main())
+    """The ``dcctl`` process: run the CLI, then exit without a last garbage collection over every object the run
+    loaded (models, SDKs: about 50 ms). Everything is closed by then; the process's memory goes with it."""
+    code = main()
+    gc.freeze()
+    sys.exit(code)

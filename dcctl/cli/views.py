@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import sys
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
-from dcctl.engine.apply import ApplyResult
 from dcctl.engine.events import Event, EventKind
 from dcctl.plan.model import Action, Change, Plan
+
+if TYPE_CHECKING:  # the engine (and the inventory model under it) loads only for a command that runs it
+    from dcctl.engine.apply import ApplyResult
 
 SYMBOL = {
     Action.CREATE: ("+", "green"),

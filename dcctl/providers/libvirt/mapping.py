@@ -145,7 +145,8 @@ def _metadata(root: ET.Element) -> dict[str, str]:
 
 
 def parse_domain(xml: str) -> dict[str, Any]:
-    """What dcctl compares on a domain: size, disks, networks, and its dcctl metadata."""
+    """What dcctl compares on a domain: size, disks, networks, whether it runs, and its dcctl metadata. ``running``
+    holds for live XML (``XMLDesc(0)``), where libvirt writes the id of an active domain, and only of one."""
     root = ET.fromstring(xml)
     memory = root.find("memory")
     unit = (memory.get("unit") or "KiB") if memory is not None else "KiB"
@@ -168,6 +169,7 @@ def parse_domain(xml: str) -> dict[str, Any]:
         "ram_mb": ram_mb,
         "disks": disks,
         "networks": networks,
+        "running": root.get("id", "-1") != "-1",
         "metadata": _metadata(root),
     }
 

@@ -11,6 +11,8 @@ import contextlib
 import functools
 import queue
 import threading
+import urllib.parse
+import weakref
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any, ClassVar
@@ -37,8 +39,8 @@ from dcctl.resources import NAME_PREFIX, DesiredResource, ObservedResource, stab
 # libvirt prints every error to stderr by default; dcctl reports them itself.
 libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
 
-#: keepalive on remote connections: a host whose link died is dropped after about 5 × 3 s, instead of hanging a
-#: call (or the close of its connection) until TCP gives up many minutes later
+#: keepalive on connections over a network: a host whose link died is dropped after about 5 × 3 s, instead of hanging
+#: a call (or the close of its connection) until TCP gives up many minutes later
 KEEPALIVE_INTERVAL, KEEPALIVE_COUNT = 5, 3
 
 
@@ -64,13 +66,22 @@ def _start_event_loop_once() -> None:
     threading.Thread(target=run, name="libvirt-events", daemon=True).start()
 
 
+def _over_network(uri: str) -> bool:
+    """Whether a libvirt URI reaches its daemon over a network (ssh, libssh, tls, tcp, …; a host name alone means
+    tls) rather than through a local socket (``qemu:///system``, ``test+unix:///default``) or in-process."""
+    parts = urllib.parse.urlsplit(uri)
+    transport = parts.scheme.partition("+")[2]
+    return transport not in ("", "unix") or (not transport and bool(parts.hostname))
+
+
 def open_connection(uri: str) -> libvirt.virConnect:
-    """Open a libvirt connection; remote ones get keepalives so a dead host fails calls instead of hanging them."""
-    remote = "+" in uri.split(":", 1)[0]
-    if remote:
+    """Open a libvirt connection; one over a network gets keepalives, so that a dead host fails calls instead of
+    hanging them. A local socket needs none, and goes without the event loop they need, which wakes on every call."""
+    networked = _over_network(uri)
+    if networked:
         _start_event_loop()
     conn = libvirt.open(uri)
-    if remote:
+    if networked:
         with contextlib.suppress(libvirt.libvirtError):
             conn.setKeepAlive(KEEPALIVE_INTERVAL, KEEPALIVE_COUNT)
     return conn
@@ -154,14 +165,23 @@ class _Connections:
             self.opened.clear()
 
 
+#: connections whose driver refused _UNDEFINE_FLAGS (libvirt's test driver knows no NVRAM or checkpoint flags): they
+#: get a plain undefine straight away instead of a refused call first, for every domain
+_PLAIN_UNDEFINE: weakref.WeakSet[libvirt.virConnect] = weakref.WeakSet()
+
+
 def _undefine(dom: libvirt.virDomain) -> None:
     """Undefine with its snapshot, checkpoint and NVRAM metadata; drivers that know no such flags get a plain one."""
-    try:
-        dom.undefineFlags(_UNDEFINE_FLAGS)
-    except libvirt.libvirtError as exc:
-        if exc.get_error_code() not in (libvirt.VIR_ERR_INVALID_ARG, libvirt.VIR_ERR_NO_SUPPORT):
-            raise
-        dom.undefine()
+    conn = dom.connect()
+    if conn not in _PLAIN_UNDEFINE:
+        try:
+            dom.undefineFlags(_UNDEFINE_FLAGS)
+            return
+        except libvirt.libvirtError as exc:
+            if exc.get_error_code() not in (libvirt.VIR_ERR_INVALID_ARG, libvirt.VIR_ERR_NO_SUPPORT):
+                raise
+            _PLAIN_UNDEFINE.add(conn)
+    dom.undefine()
 
 
 def _key_volumes(observed: list[ObservedResource]) -> list[ObservedResource]:
@@ -197,6 +217,9 @@ class LibvirtProvider:
         size = 1 if backend.uri.startswith("test:") else concurrency
         self.conns = _Connections(backend.uri, size)
         self.concurrency = concurrency
+        #: dcctl's pool per connection (a handle names the pool by its name and UUID, both dcctl's: it outlives a
+        #: redefinition of the pool)
+        self._pools: dict[libvirt.virConnect, libvirt.virStoragePool] = {}
 
     # ---------------------------------------------------------------------------------------------- desired
     def desired(self, inv: Inventory, servers: Iterable[Server]) -> list[DesiredResource]:
@@ -236,6 +259,7 @@ class LibvirtProvider:
             yield ObservedResource("pool", pool_key, self.backend.id, pool.name(), attrs["uuid"], attrs, managed)
             if not attrs["active"]:
                 continue
+            self._pools[conn] = pool
             pool.refresh(0)
             base = attrs["path"].rstrip("/")
             for vol in pool.listAllVolumes(0):
@@ -251,32 +275,25 @@ class LibvirtProvider:
         active = {n.name() for n in conn.listAllNetworks(libvirt.VIR_CONNECT_LIST_NETWORKS_ACTIVE)}
         for net in conn.listAllNetworks(0):
             name = net.name()
-            if not name.startswith(NAME_PREFIX):
-                continue
-            attrs = mapping.parse_network(net.XMLDesc(0))
-            attrs["active"] = name in active
-            meta = attrs.pop("metadata")
-            owned = self._owned(meta, attrs["uuid"])
-            if owned:
-                attrs["digest"] = meta.get("digest", "")
-                yield ObservedResource("network", meta["key"], self.backend.id, name, attrs["uuid"], attrs)
-            else:
-                yield ObservedResource("network", f"network:{name}", self.backend.id, name, attrs["uuid"], attrs, False)
+            if name.startswith(NAME_PREFIX):
+                attrs = mapping.parse_network(net.XMLDesc(0))
+                attrs["active"] = name in active
+                yield self._identified("network", name, attrs)
 
     def _observe_domains(self, conn: libvirt.virConnect) -> Iterator[ObservedResource]:
-        active = {d.name() for d in conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE)}
+        """Running or not comes with the XML (libvirt writes the id of an active domain only): no second listing."""
         for dom in conn.listAllDomains(0):
             name = dom.name()
-            if not name.startswith(NAME_PREFIX):
-                continue
-            attrs = mapping.parse_domain(dom.XMLDesc(0))
-            attrs["running"] = name in active
-            meta = attrs.pop("metadata")
-            if self._owned(meta, attrs["uuid"]):
-                attrs["digest"] = meta.get("digest", "")
-                yield ObservedResource("server", meta["key"], self.backend.id, name, attrs["uuid"], attrs)
-            else:
-                yield ObservedResource("server", f"server:{name}", self.backend.id, name, attrs["uuid"], attrs, False)
+            if name.startswith(NAME_PREFIX):
+                yield self._identified("server", name, mapping.parse_domain(dom.XMLDesc(0)))
+
+    def _identified(self, kind: str, name: str, attrs: dict[str, Any]) -> ObservedResource:
+        """A network or domain keyed by its dcctl metadata when it is this inventory's, else foreign (unmanaged)."""
+        meta = attrs.pop("metadata")
+        if self._owned(meta, attrs["uuid"]):
+            attrs["digest"] = meta.get("digest", "")
+            return ObservedResource(kind, meta["key"], self.backend.id, name, attrs["uuid"], attrs)
+        return ObservedResource(kind, f"{kind}:{name}", self.backend.id, name, attrs["uuid"], attrs, False)
 
     # ------------------------------------------------------------------------------------------------- plan
     def plan(self, desired: DesiredResource, observed: ObservedResource) -> FieldChanges:
@@ -344,6 +361,13 @@ class LibvirtProvider:
     def _xml(self, desired: DesiredResource) -> str:
         return mapping.render_xml(desired, self.province)
 
+    def _pool(self, conn: libvirt.virConnect) -> libvirt.virStoragePool:
+        """dcctl's pool on this connection, looked up once (observe and making the pool renew the handle)."""
+        pool = self._pools.get(conn)
+        if pool is None:
+            pool = self._pools[conn] = conn.storagePoolLookupByName(mapping.POOL_NAME)
+        return pool
+
     def _apply_pool(self, conn: libvirt.virConnect, desired: DesiredResource) -> None:
         try:
             pool = conn.storagePoolLookupByName(desired.name)
@@ -352,6 +376,7 @@ class LibvirtProvider:
                 raise
             pool = conn.storagePoolDefineXML(self._xml(desired), 0)
             failpoints.reach("libvirt.pool-defined")
+        self._pools[conn] = pool
         if not pool.isActive():
             pool.build(0)
             pool.create(0)
@@ -374,14 +399,15 @@ class LibvirtProvider:
     def _apply_volume(
         self, conn: libvirt.virConnect, desired: DesiredResource, observed: ObservedResource | None
     ) -> None:
-        pool = conn.storagePoolLookupByName(mapping.POOL_NAME)
-        try:
-            vol = pool.storageVolLookupByName(desired.name)
-        except libvirt.libvirtError as exc:
-            if exc.get_error_code() != libvirt.VIR_ERR_NO_STORAGE_VOL:
-                raise
-            pool.createXML(self._xml(desired), 0)
-            return
+        pool = self._pool(conn)
+        if observed is None:  # observe listed every volume of the pool: this one was not there
+            try:
+                pool.createXML(self._xml(desired), 0)
+                return
+            except libvirt.libvirtError:
+                if desired.name not in pool.listVolumes():  # made meanwhile: it is grown below if it must be
+                    raise
+        vol = pool.storageVolLookupByName(desired.name)
         want = int(desired.spec["size_gb"]) * 2**30
         if vol.info()[1] < want:
             vol.resize(want, 0)
@@ -416,9 +442,13 @@ class LibvirtProvider:
         if restart:
             on_progress("restarting to apply the new definition")
             dom.destroy()
-        if not dom.isActive():
+        if restart or observed is None or not dom.isActive():  # a domain observe did not list was not running
             on_progress("starting")
-            dom.create()
+            try:
+                dom.createWithFlags(0)  # create() costs a second call: a lookup for the new domain's id
+            except libvirt.libvirtError:
+                if not dom.isActive():  # unless it was started meanwhile, which is what was asked
+                    raise
             failpoints.reach("libvirt.domain-started")
         wait_until(
             lambda: bool(dom.isActive()),
@@ -449,8 +479,7 @@ class LibvirtProvider:
                         failpoints.reach("libvirt.domain-destroyed")
                     _undefine(dom)
                 elif observed.kind == "volume":
-                    pool = conn.storagePoolLookupByName(mapping.POOL_NAME)
-                    pool.storageVolLookupByName(observed.name).delete(0)
+                    self._pool(conn).storageVolLookupByName(observed.name).delete(0)
                 elif observed.kind == "network":
                     net = conn.networkLookupByName(observed.name)
                     if net.isActive():
@@ -461,10 +490,12 @@ class LibvirtProvider:
                     if pool.isActive():
                         pool.destroy()
                     pool.undefine()
+                    self._pools.clear()
             except libvirt.libvirtError as exc:
                 err = translate(exc, f"deleting {observed.kind} {observed.name}")
                 if not isinstance(err, NotFound):
                     raise err from None
 
     def close(self) -> None:
+        self._pools.clear()
         self.conns.close()

@@ -24,6 +24,7 @@ import pytest
 from dcctl.state import audit, open_store
 from tests.conftest import ROOT
 from tests.integration.conftest import MARKER, Lab, dcctl
+from tests.states import fresh_state, state_of
 from tests.unit.ansible.sandbox import ansible, ansible_env, requires_ansible, write_inventory
 
 pytestmark = [pytest.mark.integration, requires_ansible]
@@ -46,8 +47,8 @@ class Bare:
     inv: Path
 
     @property
-    def state(self) -> Path:
-        return self.work / "state.db"
+    def state(self) -> str:
+        return state_of(self.work)
 
     def status(self) -> str:
         proc = subprocess.run([str(BARE), "status", self.name], capture_output=True, text=True, timeout=30, check=False)
@@ -61,7 +62,7 @@ class Bare:
 
     def prepare(self, *args: str) -> tuple[dict[str, object], str]:
         proc = dcctl(
-            "hosts", "prepare", str(self.inv), "--state", str(self.state), "--json", "-e", BRIDGES, *args,
+            "hosts", "prepare", str(self.inv), "--state", self.state, "--json", "-e", BRIDGES, *args,
             env=ansible_env(self.work),
         )  # fmt: skip
         assert proc.stdout.startswith("{"), proc.stdout + proc.stderr
@@ -94,7 +95,8 @@ def bare(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bare]:
         assert up.returncode == 0, up.stdout + up.stderr
         host = json.loads(up.stdout)
         inv = write_inventory(work, host["uri"])
-        yield Bare(NAME, host["ip"], host["uri"], host["netns"], Path(host["srv_root_view"]), work, inv)
+        with fresh_state(work):  # state_of(work): the module's one state, on the backend under test
+            yield Bare(NAME, host["ip"], host["uri"], host["netns"], Path(host["srv_root_view"]), work, inv)
     finally:
         down = subprocess.run([str(BARE), "down", NAME], capture_output=True, text=True, timeout=120, check=False)
         assert down.returncode == 0, down.stdout + down.stderr
@@ -157,7 +159,7 @@ def test_prepare_again_changes_nothing(bare: Bare) -> None:
 
 
 def test_dcctl_provisions_the_prepared_host(bare: Bare) -> None:
-    common = ("--state", str(bare.state))
+    common = ("--state", bare.state)
     applied = dcctl("apply", str(bare.inv), "--yes", *common, check=True)
     assert "Apply complete: 4 succeeded, 0 failed" in applied.stdout, applied.stdout + applied.stderr
     assert f"name={SERVER}" in bare.boot_marker()

@@ -31,6 +31,7 @@ import pytest
 from tests.conftest import ROOT
 from tests.integration.conftest import Lab, dcctl
 from tests.integration.guest import shell
+from tests.states import fresh_state, state_of
 
 pytestmark = pytest.mark.integration
 
@@ -40,8 +41,10 @@ LEGACY = "faku-legacy-dc"
 
 
 @pytest.fixture(scope="module")
-def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("consolidate")
+def work(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    work = tmp_path_factory.mktemp("consolidate")
+    with fresh_state(work):  # state_of(work): the module's one state, on the backend under test
+        yield work
 
 
 def fresh(work: Path, name: str) -> Path:
@@ -58,7 +61,7 @@ def fresh(work: Path, name: str) -> Path:
 
 
 def run(work: Path, *args: str, **kw: object) -> subprocess.CompletedProcess[str]:
-    return dcctl(*args, "--state", str(work / "state.db"), **kw)  # type: ignore[arg-type]
+    return dcctl(*args, "--state", state_of(work), **kw)  # type: ignore[arg-type]
 
 
 def sock(lab: Lab, host: str) -> Path:
@@ -214,7 +217,7 @@ def test_live_move_keeps_the_guest_running_and_its_disk(lab: Lab, work: Path) ->
     with pytest.MonkeyPatch.context() as mp:
         if not adopts:
             mp.setattr(libvirt_provider.LibvirtProvider, "_owned", owned)
-        store = open_store(inv_dir, work / "state.db")
+        store = open_store(inv_dir, state_of(work))
         try:
             pinger.start()
             time.sleep(2)
@@ -238,7 +241,7 @@ def test_live_move_keeps_the_guest_running_and_its_disk(lab: Lab, work: Path) ->
             [status] = progress(inv, store)
             assert status.legacy_dc == LEGACY and [m.workload for m in status.moved] == ["faku-portal"]
             assert status.percent == 100.0 and status.moved[0].method == "live"
-            with Session(inv_dir, state_path=work / "state.db", targets=["faku-ext"]) as session:
+            with Session(inv_dir, state_path=state_of(work), targets=["faku-ext"]) as session:
                 after = session.plan()
             assert not after.has_changes, [(c.action.value, c.key) for c in after.pending]
             assert domains(lab, TARGET) == {NAME: True} and NAME not in domains(lab, SOURCE)
@@ -246,7 +249,7 @@ def test_live_move_keeps_the_guest_running_and_its_disk(lab: Lab, work: Path) ->
         finally:
             pinger.done.set()
             store.close()
-            with Session(inv_dir, state_path=work / "state.db") as session:  # the migrated domain is only
+            with Session(inv_dir, state_path=state_of(work)) as session:  # the migrated domain is only
                 destroy = session.plan(Mode.DESTROY)  # dcctl's (and destroyed) with the provider's change
                 if destroy.applyable and destroy.has_changes:
                     session.apply(destroy, command="destroy")
@@ -345,7 +348,7 @@ def test_a_copy_that_fails_verification_is_rolled_back(lab: Lab, work: Path) -> 
 def audit_entries(work: Path) -> list[Any]:
     from dcctl.state import audit, open_store
 
-    store = open_store(work, work / "state.db")
+    store = open_store(work, state_of(work))
     try:
         return list(audit.entries(store))
     finally:

@@ -20,6 +20,7 @@ import pytest
 from tests.conftest import ROOT
 from tests.integration.conftest import Lab, dcctl
 from tests.integration.guest import shell
+from tests.states import fresh_state, state_of
 
 pytestmark = pytest.mark.integration
 
@@ -29,14 +30,15 @@ MiB = 2**20
 
 
 @pytest.fixture(scope="module")
-def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def work(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     work = tmp_path_factory.mktemp("dr")
     shutil.copytree(ROOT / "inventories" / "lab", work / "inv", ignore=shutil.ignore_patterns(".dcctl", "dalian.yaml"))
-    return work
+    with fresh_state(work):  # state_of(work): the module's one state, on the backend under test
+        yield work
 
 
 def run(work: Path, *args: str, **kw: object) -> subprocess.CompletedProcess[str]:
-    return dcctl(*args, "--state", str(work / "state.db"), **kw)  # type: ignore[arg-type]
+    return dcctl(*args, "--state", state_of(work), **kw)  # type: ignore[arg-type]
 
 
 def city(lab: Lab) -> Path:
@@ -140,7 +142,7 @@ def test_a_link_cut_mid_transfer_is_resumed(applied: None, lab: Lab, work: Path)
         check=True,
     )  # 20 MB/s: the 120 MiB point takes seconds, time to cut it
     proc = subprocess.Popen(
-        [sys.executable, "-m", "dcctl", "dr", "replicate", str(work / "inv"), "--state", str(work / "state.db")],
+        [sys.executable, "-m", "dcctl", "dr", "replicate", str(work / "inv"), "--state", state_of(work)],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import shutil
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -21,8 +20,10 @@ import libvirt
 import pytest
 import yaml
 
+from dcctl.state.store import Store
 from tests.conftest import ROOT
 from tests.integration.conftest import Lab, dcctl
+from tests.states import fresh_state, state_of
 
 pytestmark = pytest.mark.integration
 
@@ -46,10 +47,11 @@ THIRD_WEB = (
 
 
 @pytest.fixture(scope="module")
-def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def workdir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     work = tmp_path_factory.mktemp("lab")
     shutil.copytree(ROOT / "inventories" / "lab", work / "inv", ignore=shutil.ignore_patterns(".dcctl", "dalian.yaml"))
-    return work
+    with fresh_state(work):  # state_of(work): the module's one state, on the backend under test
+        yield work
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +67,7 @@ def uris(workdir: Path) -> dict[str, str]:
 
 def run(workdir: Path, *args: str, inv: Path | None = None, **kw: object) -> subprocess.CompletedProcess[str]:
     command, *rest = args
-    return dcctl(command, str(inv or workdir / "inv"), "--state", str(workdir / "state.db"), *rest, **kw)  # type: ignore[arg-type]
+    return dcctl(command, str(inv or workdir / "inv"), "--state", state_of(workdir), *rest, **kw)  # type: ignore[arg-type]
 
 
 def edited(workdir: Path, name: str, *changes: tuple[str, str, str]) -> Path:
@@ -189,13 +191,16 @@ def test_foreign_domain_with_a_clashing_name_is_left_alone(applied: None, workdi
         conn.close()
 
 
-def _wait_for_lock(state: Path, timeout: float = 60.0) -> int:
+def _wait_for_lock(state: str, timeout: float = 60.0) -> int:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        with sqlite3.connect(state) as db:
-            row = db.execute("SELECT pid FROM locks").fetchone()
-        if row:
-            return int(row[0])
+        store = Store(state)
+        try:
+            held = store.locks()
+        finally:
+            store.close()
+        if held:
+            return next(iter(held.values())).pid
         time.sleep(0.2)
     raise AssertionError("the first apply never took its lock")
 
@@ -205,14 +210,14 @@ def test_concurrent_apply_is_refused_naming_the_holder(applied: None, workdir: P
     conn.lookupByName("dcctl-xinmin-service-app-1").destroy()  # give the first apply something to do
     conn.close()
     first = subprocess.Popen(
-        [sys.executable, "-m", "dcctl", "apply", str(workdir / "inv"), "--state", str(workdir / "state.db"), "--yes"],
+        [sys.executable, "-m", "dcctl", "apply", str(workdir / "inv"), "--state", state_of(workdir), "--yes"],
         cwd=ROOT,
         env={**__import__("os").environ, "DCCTL_FAILPOINTS": "apply.step-started:1:pause"},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
     try:
-        holder = _wait_for_lock(workdir / "state.db")
+        holder = _wait_for_lock(state_of(workdir))
         assert holder == first.pid
         second = run(workdir, "apply", "--yes")
         assert second.returncode == 1

@@ -25,6 +25,7 @@ import pytest
 
 from tests.conftest import ROOT, require_service
 from tests.integration.conftest import dcctl
+from tests.states import fresh_state, state_of
 
 openstack = pytest.importorskip("openstack")
 
@@ -76,8 +77,9 @@ def workdir(tmp_path_factory: pytest.TempPathFactory, cloud: Any) -> Iterator[Pa
     province = work / "inv" / "province.yaml"  # text, not a YAML round trip: the tests edit these files as text
     uris = iter(["test:///default", f"test://{ROOT / 'tests' / 'cases' / 'engine' / 'node.xml'}"])
     province.write_text(re.sub(r'uri: "[^"]*"', lambda _m: f'uri: "{next(uris)}"', province.read_text()))
-    yield work
-    run(work, "destroy", "--yes", targeted=False, check=True)
+    with fresh_state(work):  # state_of(work): the module's one state, on the backend under test
+        yield work
+        run(work, "destroy", "--yes", targeted=False, check=True)
     assert dcctl_objects(cloud) == {}, "destroy left dcctl objects on the cloud"
 
 
@@ -89,7 +91,7 @@ def run(
         command,
         str(inv or workdir / "inv"),
         "--state",
-        str(workdir / "state.db"),
+        state_of(workdir),
         *(TARGET if targeted else ()),
         *rest,
         **kw,

@@ -25,6 +25,7 @@ import yaml
 from dcctl.report.render import duration
 from tests.conftest import ROOT, require_service
 from tests.integration.conftest import Lab, dcctl
+from tests.states import dump, fresh_state, state_of
 
 pytestmark = pytest.mark.integration
 
@@ -48,17 +49,18 @@ WEB = ("dcctl-kangping-portal-web-1", "dcctl-kangping-portal-web-2")
 
 
 @pytest.fixture(scope="module")
-def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def work(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     work = tmp_path_factory.mktemp("reports")
     shutil.copytree(ROOT / "inventories" / "lab", work / "inv", ignore=shutil.ignore_patterns(".dcctl", "dalian.yaml"))
-    return work
+    with fresh_state(work):  # state_of(work): the module's one state, on the backend under test
+        yield work
 
 
 LOGS: list[str] = []  # every command's stdout and stderr, scanned for credentials
 
 
 def run(work: Path, *args: str, check: bool = True, **kw: Any) -> subprocess.CompletedProcess[str]:
-    result = dcctl(*args, "--state", str(work / "state.db"), check=check, **kw)
+    result = dcctl(*args, "--state", state_of(work), check=check, **kw)
     LOGS.append(result.stdout + result.stderr)
     return result
 
@@ -243,6 +245,7 @@ def test_no_credential_appears_in_any_report_log_or_state_file(reported: Path, w
     run(work, "report", str(full), "--format", "html", "--format", "json", "--format", "md", "--out", str(out), env=env)
     run(work, "audit", "export", "--inventory", str(work / "inv"), "--out", str(work / "audit.jsonl"))
     texts: dict[str, str] = {f"log {i}": log for i, log in enumerate(LOGS)}
+    texts[f"the state {state_of(work)}"] = dump(state_of(work))  # every row, whatever the backend
     for path in [*reported.iterdir(), *out.iterdir(), work / "audit.jsonl", *work.glob("state.db*")]:
         if path.suffix == ".png":
             continue
@@ -258,10 +261,10 @@ def test_no_credential_appears_in_any_report_log_or_state_file(reported: Path, w
     assert leaks == []
 
 
-def test_province_without_live_backends_renders_marking_what_was_not_observed(tmp_path: Path) -> None:
+def test_province_without_live_backends_renders_marking_what_was_not_observed(tmp_path: Path, state_url: str) -> None:
     out = tmp_path / "out"
     result = dcctl(
-        "report", str(ROOT / "inventories" / "liaoning"), "--state", str(tmp_path / "s.db"),
+        "report", str(ROOT / "inventories" / "liaoning"), "--state", state_url,
         "--format", "html", "--format", "json", "--format", "pdf", "--out", str(out), check=True,
     )  # fmt: skip
     assert "0 of 58 backends observed" in result.stdout

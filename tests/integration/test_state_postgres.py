@@ -29,7 +29,10 @@ from tests.integration.conftest import Lab, dcctl
 from tests.unit.state.backends import PG_DIR, fresh_schema, require_postgres
 from tests.unit.state.test_transfer import populate
 
-pytestmark = pytest.mark.integration
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.own_state("a PostgreSQL state shared by the lab's hosts, and a SQLite one moved into it"),
+]
 
 TARGET = ("--target", "prov-office")  # one tenancy, one server, on prov-kvm (198.18.50.11)
 LAB = str(ROOT / "scripts" / "lab")

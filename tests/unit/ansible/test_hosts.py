@@ -140,14 +140,14 @@ def test_summaries_and_result_verdict() -> None:
     assert doc["hosts"][0]["backends"] == ["prov-kvm"] and doc["hosts"][0]["address"] == "198.18.50.11"
 
 
-def test_cli_without_ssh_hosts_says_so(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_without_ssh_hosts_says_so(tmp_path: Path, state_url: str, capsys: pytest.CaptureFixture[str]) -> None:
     inv = write_inventory(tmp_path)
-    assert main(["hosts", "prepare", str(inv), "--state", str(tmp_path / "s.db")]) == exitcodes.ERROR
+    assert main(["hosts", "prepare", str(inv), "--state", state_url]) == exitcodes.ERROR
     assert "no libvirt host reached over SSH" in capsys.readouterr().err
 
 
-def test_cli_unknown_limit_in_json(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    code = main(["hosts", "prepare", str(LAB), "--limit", "nowhere", "--json", "--state", str(tmp_path / "s.db")])
+def test_cli_unknown_limit_in_json(capsys: pytest.CaptureFixture[str], state_url: str) -> None:
+    code = main(["hosts", "prepare", str(LAB), "--limit", "nowhere", "--json", "--state", state_url])
     assert code == exitcodes.ERROR
     out = capsys.readouterr().out
     assert '"error": "--limit nowhere: no libvirt host of the inventory is called that"' in out
@@ -160,6 +160,6 @@ def test_cli_invalid_inventory_shows_its_diagnostics(tmp_path: Path, capsys: pyt
     assert "error[" in capsys.readouterr().err
 
 
-def test_cli_bad_extra_vars_is_a_usage_error(tmp_path: Path) -> None:
-    code = main(["hosts", "prepare", str(LAB), "-e", "not-a-var", "--state", str(tmp_path / "s.db")])
+def test_cli_bad_extra_vars_is_a_usage_error(state_url: str) -> None:
+    code = main(["hosts", "prepare", str(LAB), "-e", "not-a-var", "--state", state_url])
     assert code == exitcodes.USAGE

@@ -28,46 +28,46 @@ def recap(output: str) -> dict[str, int]:
     return dict(zip(("ok", "changed", "unreachable", "failed"), map(int, found.groups()), strict=True))
 
 
-def site(tmp: Path, inv: Path, *args: str) -> tuple[dict[str, int], str]:
+def site(tmp: Path, inv: Path, state: str, *args: str) -> tuple[dict[str, int], str]:
     proc = ansible(
         "ansible-playbook",
         "playbooks/site.yml",
         "-e",
         f"dcctl_inventory={inv}",
         "-e",
-        f"dcctl_state={tmp / 'state.db'}",
+        f"dcctl_state={state}",
         *args,
         tmp=tmp,
     )
     return recap(proc.stdout), proc.stdout + proc.stderr
 
 
-def test_check_diff_shows_the_plan_and_a_real_run_applies(tmp_path: Path) -> None:
+def test_check_diff_shows_the_plan_and_a_real_run_applies(tmp_path: Path, state_url: str) -> None:
     inv = write_inventory(tmp_path)
-    counts, out = site(tmp_path, inv, "--check", "--diff")
+    counts, out = site(tmp_path, inv, state_url, "--check", "--diff")
     assert counts == {"ok": 4, "changed": 2, "unreachable": 0, "failed": 0}, out
     assert "+++ after: sy-kvm: server dcctl-kangping-portal-web-1 [server:kangping-portal/web/1]" in out
     assert "(create: new_in_inventory)" in out and "+ram_mb: 192" in out
     assert "check mode: nothing applied" in out
-    counts, out = site(tmp_path, inv, "--diff")
+    counts, out = site(tmp_path, inv, state_url, "--diff")
     assert counts == {"ok": 4, "changed": 2, "unreachable": 0, "failed": 0}, out
     assert '"succeeded": 4, "failed": 0' in " ".join(out.split())  # the YAML callback wraps long lines
 
 
-def test_invalid_inventory_fails_validation_with_rule_ids(tmp_path: Path) -> None:
+def test_invalid_inventory_fails_validation_with_rule_ids(tmp_path: Path, state_url: str) -> None:
     inv = write_inventory(tmp_path)
     text = (inv / "province.yaml").read_text()
     (inv / "province.yaml").write_text(text.replace("hosted_in: shenyang-dc", "hosted_in: shenyng-dc"))
-    counts, out = site(tmp_path, inv)
+    counts, out = site(tmp_path, inv, state_url)
     assert counts["failed"] == 1, out
     assert "the inventory has" in out and "error[ref-unknown]" in out and "shenyng-dc" in out
 
 
-def test_controller_python_without_dcctl_fails_clearly(tmp_path: Path) -> None:
+def test_controller_python_without_dcctl_fails_clearly(tmp_path: Path, state_url: str) -> None:
     python = "/usr/bin/python3"
     if not Path(python).exists():
         pytest.skip("no /usr/bin/python3")
-    counts, out = site(tmp_path, write_inventory(tmp_path), "-e", f"ansible_python_interpreter={python}")
+    counts, out = site(tmp_path, write_inventory(tmp_path), state_url, "-e", f"ansible_python_interpreter={python}")
     assert counts["failed"] == 1, out
     assert "Failed to import the required Python library (dcctl)" in out
     assert "ansible_playbook_python" in out

@@ -108,3 +108,25 @@ def test_secrets_never_reach_the_output(capsys: pytest.CaptureFixture[str], tmp_
     assert "secrets-not-in-inventory" in out
     assert "hunter2" not in out
     assert "s3cr3t" not in out
+
+
+def loaded_after(args: list[str], cwd: Path) -> set[str]:
+    """The top-level packages a CLI run in a fresh interpreter has imported by its end."""
+    code = (
+        "import sys; from dcctl.cli.app import main; main(sys.argv[1:]); print(*{m.split('.')[0] for m in sys.modules})"
+    )
+    proc = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, cwd=cwd, check=False)
+    assert proc.returncode == 0, proc.stderr
+    return set(proc.stdout.splitlines()[-1].split())
+
+
+def test_commands_import_only_what_they_use(tmp_path: Path, state_url: str) -> None:
+    """Start-up is most of a short command's time: help loads no model, and a libvirt plan (a no-op apply's work)
+    neither the other backends' SDKs nor the template engine, reports, or a PostgreSQL driver it does not use."""
+    from tests.unit.engine.test_engine_testdriver import write_inventory
+
+    heavy = {"openstack", "paramiko", "jinja2", "weasyprint", "psycopg"}
+    assert loaded_after(["--help"], tmp_path) & (heavy | {"pydantic", "libvirt", "yaml", "sqlite3"}) == set()
+    inv = write_inventory(tmp_path)
+    plan = loaded_after(["plan", str(inv), "--state", state_url], tmp_path)
+    assert plan & heavy == ({"psycopg"} if state_url.startswith("postgresql") else set())

@@ -26,9 +26,11 @@ def short(tmp_path: Path) -> Path:
     )
 
 
-def test_plan_refuses_a_shortfall_with_the_numbers(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_plan_refuses_a_shortfall_with_the_numbers(
+    tmp_path: Path, state_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     inv = short(tmp_path)
-    state = str(tmp_path / "state.db")
+    state = state_url
     assert main(["consolidate", "plan", LEGACY, str(inv), "--json", "--state", state]) == exitcodes.ERROR
     doc = json.loads(capsys.readouterr().out)["consolidation"]
     assert doc["refused"] is True
@@ -46,27 +48,29 @@ def test_plan_refuses_a_shortfall_with_the_numbers(tmp_path: Path, capsys: pytes
     assert "faku-kvm → sy-kvm,?" in out  # two servers would fit, the third has no place
 
 
-def test_run_refused_at_plan_time_moves_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_run_refused_at_plan_time_moves_nothing(
+    tmp_path: Path, state_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     inv = short(tmp_path)
     before = (inv / "province.yaml").read_bytes()
-    code = main(["consolidate", "run", LEGACY, str(inv), "--yes", "--state", str(tmp_path / "state.db")])
+    code = main(["consolidate", "run", LEGACY, str(inv), "--yes", "--state", state_url])
     assert code == exitcodes.ERROR
     assert "Refused: nothing was moved." in capsys.readouterr().out
     assert (inv / "province.yaml").read_bytes() == before
 
 
-def test_a_plan_that_fits(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_plan_that_fits(tmp_path: Path, state_url: str, capsys: pytest.CaptureFixture[str]) -> None:
     inv = write_province(tmp_path / "inv")
-    assert main(["consolidate", "plan", LEGACY, str(inv), "--state", str(tmp_path / "state.db")]) == exitcodes.OK
+    assert main(["consolidate", "plan", LEGACY, str(inv), "--state", state_url]) == exitcodes.OK
     out = capsys.readouterr().out
     assert "Plan: ready to run. 1 workloads to move" in out
     assert "faku-portal" in out and "faku-kvm → sy-kvm" in out and "then faku-ext's hosted_in switches" in out
     assert "Order: " in out and "Expected downtime: " in out
 
 
-def test_command_line_mistakes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_command_line_mistakes(tmp_path: Path, state_url: str, capsys: pytest.CaptureFixture[str]) -> None:
     inv = write_province(tmp_path / "inv")
-    state = ["--state", str(tmp_path / "state.db")]
+    state = ["--state", state_url]
     assert main(["consolidate", "plan", LEGACY, str(inv), "--method", "teleport", *state]) == exitcodes.USAGE
     assert main(["consolidate", "plan", "faku", str(inv), *state]) == exitcodes.ERROR
     assert "no data center 'faku'" in capsys.readouterr().err

@@ -17,10 +17,10 @@ def moved(store: Store, wid: str, *, ok: bool = True, **more: object) -> None:
     audit.record(store, audit.AuditEvent(ACTION, wid, "succeeded" if ok else "failed", detail=detail))
 
 
-def test_progress_counts_moved_against_remaining(tmp_path: Path) -> None:
+def test_progress_counts_moved_against_remaining(tmp_path: Path, state_url: str) -> None:
     two = [workload("web", ["app"], count=2), workload("db", ["db"])]
     inv = load(write_province(tmp_path / "inv", legacy_workloads=two))
-    store = Store(tmp_path / "state.db")
+    store = Store(state_url)
     try:
         [before] = progress(inv, store)
         assert isinstance(before, LegacyProgress)
@@ -39,8 +39,8 @@ def test_progress_counts_moved_against_remaining(tmp_path: Path) -> None:
         store.close()
 
 
-def test_measured_moves_calibrate_the_downtime_model(tmp_path: Path) -> None:
-    store = Store(tmp_path / "state.db")
+def test_measured_moves_calibrate_the_downtime_model(state_url: str) -> None:
+    store = Store(state_url)
     try:
         assert measured_assumptions(store) == Assumptions()
         for rate, boot in ((40.0, 8.0), (60.0, 10.0), (50.0, 30.0)):

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import collections
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import libvirt
 import pytest
@@ -17,7 +19,10 @@ from dcctl.engine.session import Session, StalePlanError
 from dcctl.errors import UsageError
 from dcctl.plan.model import Action, Mode, Plan, Reason
 from dcctl.providers.base import TransientError
+from dcctl.providers.libvirt import mapping
+from dcctl.providers.libvirt import provider as provider_module
 from dcctl.providers.libvirt.provider import LibvirtProvider
+from dcctl.resources import DesiredResource
 from dcctl.state.store import Holder, StateLockedError
 from tests.conftest import CASES
 
@@ -92,8 +97,8 @@ def write_inventory(
 
 
 @pytest.fixture
-def session(tmp_path: Path) -> Iterator[Session]:
-    with Session(write_inventory(tmp_path), state_path=tmp_path / "state.db") as s:
+def session(tmp_path: Path, state_url: str) -> Iterator[Session]:
+    with Session(write_inventory(tmp_path), state_path=state_url) as s:
         yield s
 
 
@@ -130,14 +135,17 @@ def test_domains_carry_their_inventory_key(session: Session) -> None:
     assert "<zone>extranet</zone>" in meta
 
 
-def test_memory_change_is_planned_as_exactly_that(tmp_path: Path) -> None:
+def test_memory_change_is_planned_as_exactly_that(tmp_path: Path, state_url: str, new_state: Callable[[], str]) -> None:
     inv = write_inventory(tmp_path)
-    with Session(inv, state_path=tmp_path / "s.db") as s:
+    with Session(inv, state_path=state_url) as s:
         s.apply(s.plan())
         write_inventory(tmp_path, ram_mb=512)
-        s2 = Session(inv, state_path=tmp_path / "s2.db")
+        s2 = Session(inv, state_path=new_state())  # a state of its own
         s2._providers = s.providers()  # the same (in-process) hosts
-        plan = s2.plan()
+        try:
+            plan = s2.plan()
+        finally:
+            s2.store.close()
     pending = plan.pending
     assert {(c.kind, c.key, c.action) for c in pending} == {
         ("server", "server:portal/web/1", Action.UPDATE),
@@ -148,9 +156,9 @@ def test_memory_change_is_planned_as_exactly_that(tmp_path: Path) -> None:
     assert pending[0].after == {"ram_mb": 512}
 
 
-def test_count_change_creates_and_deletes_only_the_difference(tmp_path: Path) -> None:
+def test_count_change_creates_and_deletes_only_the_difference(tmp_path: Path, state_url: str) -> None:
     inv = write_inventory(tmp_path, count=2)
-    with Session(inv, state_path=tmp_path / "s.db") as s:
+    with Session(inv, state_path=state_url) as s:
         assert s.apply(s.plan()).ok
         providers = s.providers()
         for count, expected in (
@@ -172,7 +180,7 @@ def test_count_change_creates_and_deletes_only_the_difference(tmp_path: Path) ->
             ),
         ):
             write_inventory(tmp_path, count=count)
-            with Session(inv, state_path=tmp_path / "s.db") as s2:
+            with Session(inv, state_path=state_url) as s2:
                 s2._providers = providers
                 plan = s2.plan()
                 assert {(c.kind, c.key, c.action) for c in plan.pending} == expected
@@ -236,8 +244,8 @@ def test_stopped_domain_is_drift_and_is_started(session: Session) -> None:
     assert conn_of(session, "sy-kvm1").lookupByName("dcctl-portal-web-1").isActive()
 
 
-def test_anti_affinity_spreads_a_group_and_placement_is_sticky(tmp_path: Path) -> None:
-    with Session(write_inventory(tmp_path, hosts=2, count=2), state_path=tmp_path / "s.db") as s:
+def test_anti_affinity_spreads_a_group_and_placement_is_sticky(tmp_path: Path, state_url: str) -> None:
+    with Session(write_inventory(tmp_path, hosts=2, count=2), state_path=state_url) as s:
         plan = s.plan()
         hosts = {c.key: c.backend for c in plan.changes if c.kind == "server"}
         assert sorted(hosts.values()) == ["sy-kvm1", "sy-kvm2"]
@@ -245,10 +253,10 @@ def test_anti_affinity_spreads_a_group_and_placement_is_sticky(tmp_path: Path) -
         assert {c.key: c.backend for c in s.plan().changes if c.kind == "server"} == hosts
 
 
-def test_capacity_shortfall_is_refused_at_plan_time_with_numbers(tmp_path: Path) -> None:
+def test_capacity_shortfall_is_refused_at_plan_time_with_numbers(tmp_path: Path, state_url: str) -> None:
     # two 2 GiB hosts, three 1280 MiB servers: within quota and total capacity, but each host holds only one
     inv = write_inventory(tmp_path, hosts=2, count=3, ram_mb=1280, host_ram_gb=2)
-    with Session(inv, state_path=tmp_path / "s.db") as s:
+    with Session(inv, state_path=state_url) as s:
         plan = s.plan()
     [error] = plan.diagnostics.errors
     assert error.code == "placement-no-capacity"
@@ -306,9 +314,74 @@ def test_transient_errors_are_retried(session: Session, monkeypatch: pytest.Monk
     assert max(r.attempts for r in result.results) == 2
 
 
-def test_target_limits_the_plan(tmp_path: Path) -> None:
-    with Session(write_inventory(tmp_path), state_path=tmp_path / "s.db", targets=["portal"]) as s:
+def test_target_limits_the_plan(tmp_path: Path, state_url: str) -> None:
+    with Session(write_inventory(tmp_path), state_path=state_url, targets=["portal"]) as s:
         assert {c.kind for c in s.plan().changes} == {"pool", "network", "volume", "server"}
     with pytest.raises(UsageError, match="--target 'portl' is no workload") as caught:
-        Session(write_inventory(tmp_path), state_path=tmp_path / "s.db", targets=["portl"])
+        Session(write_inventory(tmp_path), state_path=state_url, targets=["portl"])
     assert caught.value.hint == "did you mean portal?"
+
+
+def count_calls(monkeypatch: pytest.MonkeyPatch, *methods: str) -> collections.Counter[str]:
+    """Count the calls of libvirt methods, each named like ``virDomain.isActive``."""
+    calls: collections.Counter[str] = collections.Counter()
+    for qualified in methods:
+        cls, name = qualified.split(".")
+        real = getattr(getattr(libvirt, cls), name)
+
+        def counted(*args: object, _real: Any = real, _name: str = qualified, **kwargs: object) -> object:
+            calls[_name] += 1
+            return _real(*args, **kwargs)
+
+        monkeypatch.setattr(getattr(libvirt, cls), name, counted)
+    return calls
+
+
+def test_create_and_destroy_make_no_call_they_can_do_without(session: Session, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = count_calls(
+        monkeypatch,
+        "virConnect.storagePoolLookupByName",
+        "virStoragePool.storageVolLookupByName",
+        "virDomain.isActive",
+        "virDomain.undefineFlags",
+        "virDomain.undefine",
+    )
+    assert session.apply(session.plan()).ok  # 2 servers, 4 volumes
+    assert calls == {"virConnect.storagePoolLookupByName": 1, "virDomain.isActive": 2}  # the pool once; the waits
+    calls.clear()
+    assert session.apply(session.plan(Mode.DESTROY), command="destroy").ok
+    # the test driver refuses the NVRAM and checkpoint flags once, then gets a plain undefine
+    assert calls["virDomain.undefineFlags"] == 1
+    assert calls["virDomain.undefine"] == 2
+    assert calls["virConnect.storagePoolLookupByName"] == 1  # the pool's own delete
+    assert calls["virStoragePool.storageVolLookupByName"] == 4
+
+
+def test_objects_made_between_plan_and_apply_are_taken_as_found(session: Session) -> None:
+    plan = session.plan()
+    assert session.apply(Plan(**{**plan.__dict__, "changes": [c for c in plan.changes if c.kind == "pool"]})).ok
+    conn = conn_of(session, "sy-kvm1")
+    pool = conn.storagePoolLookupByName("dcctl")
+    pool.createXML("<volume><name>dcctl-portal-web-1-data.qcow2</name><capacity unit='GiB'>2</capacity></volume>")
+    server = next(c for c in plan.changes if c.key == "server:portal/web/1")
+    desired = DesiredResource(server.kind, server.key, server.backend, server.name, server.spec or {})
+    conn.defineXML(mapping.render_xml(desired, session.province)).create()
+    result = session.apply(plan)
+    assert result.ok, [r.error for r in result.results]
+    assert not session.plan().has_changes
+
+
+@pytest.mark.parametrize(
+    ("uri", "networked"),
+    [
+        ("qemu+libssh://root@198.18.50.13/system?sshauth=privkey", True),
+        ("qemu+ssh://root@kvm1/system", True),
+        ("qemu+tcp://10.0.0.1/system", True),
+        ("qemu://kvm1/system", True),  # a host name alone: TLS
+        ("qemu:///system", False),
+        ("test+unix:///default", False),
+        (f"test://{NODE}", False),
+    ],
+)
+def test_keepalives_and_their_event_loop_are_for_connections_over_a_network(uri: str, networked: bool) -> None:
+    assert provider_module._over_network(uri) is networked

@@ -22,6 +22,7 @@ from dcctl.errors import DcctlError
 from dcctl.report import facts, render
 from dcctl.state.store import Store
 from tests.conftest import ROOT
+from tests.states import fresh_state
 from tests.unit.engine.test_engine_testdriver import write_inventory
 
 SCHEMA = json.loads((ROOT / "docs" / "report-schema.json").read_text(encoding="utf-8"))
@@ -114,9 +115,9 @@ def test_chart_geometry_is_on_one_scale_and_marks_what_was_not_observed() -> Non
 
 # ------------------------------------------------------------------------------------------ without observation
 @pytest.fixture(scope="module")
-def liaoning(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    state = tmp_path_factory.mktemp("ln") / "state.db"
-    return facts.gather(ROOT / "inventories" / "liaoning", state=state, observe=False, now=NOW)
+def liaoning(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    with fresh_state(tmp_path_factory.mktemp("ln")) as state:
+        yield facts.gather(ROOT / "inventories" / "liaoning", state=state, observe=False, now=NOW)
 
 
 def test_liaoning_without_backends_marks_everything_live_as_not_observed(liaoning: dict[str, Any]) -> None:
@@ -156,12 +157,12 @@ def test_liaoning_renders_in_html_and_markdown(liaoning: dict[str, Any], lang: s
     assert html.count("<svg") >= 5
 
 
-def test_html_escapes_what_the_inventory_says(tmp_path: Path) -> None:
+def test_html_escapes_what_the_inventory_says(tmp_path: Path, state_url: str) -> None:
     inv = write_inventory(tmp_path)
     doc = yaml.safe_load((inv / "province.yaml").read_text(encoding="utf-8"))
     doc["tenancies"][0]["workloads"][0]["name"] = "<script>alert(1)</script>门户"
     (inv / "province.yaml").write_text(yaml.safe_dump(doc, allow_unicode=True), encoding="utf-8")
-    report = facts.gather(inv, state=tmp_path / "s.db", observe=False)
+    report = facts.gather(inv, state=state_url, observe=False)
     html = render.render_html(report, "zh")
     assert "<script>alert(1)</script>" not in html
     assert "&lt;script&gt;alert(1)&lt;/script&gt;门户" in html
@@ -169,7 +170,7 @@ def test_html_escapes_what_the_inventory_says(tmp_path: Path) -> None:
 
 # --------------------------------------------------------------------------------------------- with observation
 @pytest.fixture
-def applied(tmp_path: Path) -> Iterator[Session]:
+def applied(tmp_path: Path, state_url: str) -> Iterator[Session]:
     """The test driver's in-process hosts, applied, with DR catalog rows and audit entries in state."""
     inv = write_inventory(tmp_path)
     doc = yaml.safe_load((inv / "province.yaml").read_text(encoding="utf-8"))
@@ -177,7 +178,7 @@ def applied(tmp_path: Path) -> Iterator[Session]:
     workload["mlps_level"] = 3
     workload["dr"] = {"rpo": "15m", "rto": "1h"}
     (inv / "province.yaml").write_text(yaml.safe_dump(doc, allow_unicode=True, sort_keys=False), encoding="utf-8")
-    with Session(inv, state_path=tmp_path / "state.db") as s:
+    with Session(inv, state_path=state_url) as s:
         assert s.validation.valid, list(s.validation.diagnostics)
         assert s.apply(s.plan()).ok
         yield s
@@ -257,9 +258,9 @@ def test_a_broken_audit_chain_shows_in_the_report(applied: Session) -> None:
 
 
 # ------------------------------------------------------------------------------------------------------ the CLI
-def test_report_command_writes_every_format(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_report_command_writes_every_format(tmp_path: Path, state_url: str, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "out"
-    args = ["report", str(ROOT / "inventories" / "lab"), "--no-observe", "--state", str(tmp_path / "s.db")]
+    args = ["report", str(ROOT / "inventories" / "lab"), "--no-observe", "--state", state_url]
     code = main([*args, "--format", "html", "--format", "md", "--format", "json", "--lang", "en", "--out", str(out)])
     assert code == exitcodes.OK
     assert sorted(p.name for p in out.iterdir()) == ["report.en.html", "report.en.md", "report.json"]

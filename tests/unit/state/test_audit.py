@@ -27,6 +27,8 @@ from dcctl.state.store import Holder, Store
 from tests.conftest import ROOT
 from tests.unit.engine.test_engine_testdriver import write_inventory
 
+pytestmark = pytest.mark.own_state("each test runs on SQLite and on PostgreSQL in turn (the state fixture)")
+
 
 @pytest.fixture
 def store(state: str) -> Iterator[Store]:

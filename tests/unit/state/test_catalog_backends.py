@@ -13,6 +13,8 @@ from dcctl.dr.replicate import Replicator
 from dcctl.state.store import Store
 from tests.unit.dr import test_status as status
 
+pytestmark = pytest.mark.own_state("the DR catalog's tests, again with a PostgreSQL state of their own")
+
 
 @pytest.fixture
 def store(state: str) -> Iterator[Store]:

@@ -18,6 +18,8 @@ from dcctl.plan.model import Action
 from dcctl.state.store import Holder, StateLockedError
 from tests.unit.engine import test_engine_testdriver as engine
 
+pytestmark = pytest.mark.own_state("the engine's tests, again with a PostgreSQL state of their own")
+
 
 @pytest.fixture
 def session(tmp_path: Path, pg_state: str) -> Iterator[Session]:

@@ -19,6 +19,8 @@ from dcctl.state.postgres import pyformat, redact
 from dcctl.state.store import SCHEMA_VERSION, TABLES, Holder, StateError, StateLockedError, Store
 from tests.unit.state.backends import fresh_schema, require_postgres
 
+pytestmark = pytest.mark.own_state("each test runs on SQLite and on PostgreSQL in turn (the state fixture)")
+
 ME = Holder.me("apply")
 
 

@@ -20,6 +20,8 @@ from dcctl.state.store import TABLES, Holder, StateLockedError, Store
 from dcctl.state.transfer import migrate_state
 from tests.unit.engine.test_engine_testdriver import write_inventory
 
+pytestmark = pytest.mark.own_state("moving a SQLite state to PostgreSQL: both backends, chosen by each test")
+
 
 def populate(tmp_path: Path, location: str) -> None:
     """A state with everything in it: two runs of a real apply, the DR catalog, a pruned and extended audit chain."""

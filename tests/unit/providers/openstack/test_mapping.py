@@ -87,7 +87,7 @@ def test_image_source_is_resolved_against_the_inventory_and_checksummed() -> Non
 
 def test_a_kernel_only_image_is_skipped_on_openstack_with_a_diagnostic(tmp_path: Path) -> None:
     inv_dir = tmp_path / "lab"
-    shutil.copytree(ROOT / "inventories" / "lab", inv_dir)
+    shutil.copytree(ROOT / "inventories" / "lab", inv_dir, ignore=shutil.ignore_patterns(".dcctl"))
     path = inv_dir / "dalian.yaml"
     path.write_text(
         path.read_text().replace(
@@ -175,7 +175,7 @@ def test_a_neutron_rule_reads_back_as_the_baseline_wrote_it() -> None:
 @pytest.mark.parametrize("count", [0])
 def test_a_tenancy_without_servers_still_gets_its_space(tmp_path: Path, count: int) -> None:
     inv_dir = tmp_path / "lab"
-    shutil.copytree(ROOT / "inventories" / "lab", inv_dir)
+    shutil.copytree(ROOT / "inventories" / "lab", inv_dir, ignore=shutil.ignore_patterns(".dcctl"))
     doc = yaml.safe_load((inv_dir / "dalian.yaml").read_text())
     for t in doc["tenancies"]:
         for w in t["workloads"]:

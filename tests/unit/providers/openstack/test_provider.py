@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -53,6 +54,12 @@ class FakeCloud:
         self.calls: Counter[str] = Counter()
         self.config = Obj(config={"auth": {"username": "admin", "password": "pw-secret"}})
         self.current_user_id = "me"
+        token = Obj(  # keystone lists implied roles in a token: admin implies member
+            role_names=["admin", "member", "reader"],
+            role_ids=["r0", "r1", "r2"],
+            issued=datetime(2026, 11, 26, 10, tzinfo=UTC),
+        )
+        self.session = Obj(auth=Obj(get_access=lambda _session: token))
         dom = Obj(
             id="d1", name="dcctl-dalian-dc", description=marks("backend:dalian-os/domain:dalian-dc"), is_enabled=True
         )
@@ -165,6 +172,8 @@ def test_observe_lists_each_kind_once_and_fetches_nothing_one_by_one(
     provider.observe()
     assert all(n == 1 for name, n in cloud.calls.items() if name != "identity.role_assignments"), cloud.calls
     assert cloud.calls["identity.role_assignments"] == 2  # direct assignments, and effective ones for members
+    assert "identity.roles" not in cloud.calls  # the member role's id comes with dcctl's token
+    assert "network.ports" not in cloud.calls  # no router of dcctl's: no router interfaces to list
     assert {"compute.servers", "block_storage.volumes", "network.networks", "identity.projects"} <= set(cloud.calls)
 
 
@@ -298,7 +307,40 @@ def test_one_list_call_serves_every_waiting_server() -> None:
         fetches.append(since)
         return [Obj(id=f"s{i}", status="BUILD", fault=None, updated_at="2026-11-26T10:00:00Z") for i in range(50)]
 
-    watch = _ServerWatch(fetch, interval=60)
+    watch = _ServerWatch(fetch, datetime(2026, 11, 26, 9, 59, tzinfo=UTC), interval=60)
     assert all(watch.status(f"s{i}")["status"] == "BUILD" for i in range(50))  # type: ignore[index]
-    assert len(fetches) == 1
+    assert fetches == ["2026-11-26T09:59:00Z"]
     assert watch.status("unknown") is None
+
+
+def test_new_servers_are_waited_for_by_the_shared_poll_alone(cloud: FakeCloud, provider: OpenStackProvider) -> None:
+    from dcctl.providers.base import PermanentError
+
+    queries: list[dict[str, Any]] = []
+    changed = [Obj(id="n1", status="BUILD", fault=None, updated_at="2026-11-26T10:00:05Z")]
+
+    def servers(**query: Any) -> Iterator[Any]:
+        queries.append(query)
+        return iter(changed)
+
+    cloud.compute.__dict__["servers"] = servers
+    provider._server_watch().interval = 0
+    provider._server_watch().building("n2")  # what a create tells the poll
+    assert not provider._server_ready("n1", "dcctl-n1")
+    assert not provider._server_ready("n2", "dcctl-n2")  # not listed yet: still building, and not read by itself
+    changed[:] = [
+        Obj(id="n1", status="ACTIVE", fault=None, updated_at="2026-11-26T10:00:09Z"),
+        Obj(id="n2", status="ERROR", fault={"message": "No valid host was found."}, updated_at="2026-11-26T10:00:09Z"),
+    ]
+    assert provider._server_ready("n1", "dcctl-n1")
+    with pytest.raises(PermanentError, match=r"went to ERROR.*No valid host"):
+        provider._server_ready("n2", "dcctl-n2")
+    # the live servers changed since dcctl's token was issued (nova's clock, a minute's margin), then since the last
+    # change seen; never the deleted ones, which nova lists with changes-since unless told not to
+    assert [q["changes_since"] for q in queries] == [
+        "2026-11-26T09:59:00Z",
+        "2026-11-26T10:00:03Z",
+        "2026-11-26T10:00:03Z",
+        "2026-11-26T10:00:07Z",
+    ]
+    assert all(q["deleted"] is False and q["all_projects"] for q in queries)

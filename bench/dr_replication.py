@@ -66,16 +66,19 @@ class StreamClock:
 
         Replicator._stream = timed  # type: ignore[method-assign]
 
-    def rate(self) -> float:
-        """Bytes per second over the union of the recorded spans; then forget them."""
+    def rates(self) -> tuple[float, float]:
+        """(bytes per second of the largest stream, of all streams over the time any ran); then forget them. The
+        first is the transfer path against the raw stream; the second adds what else the 2-core box did meanwhile
+        (the other server's backup job, the other disks' streams)."""
         busy, until = 0.0, 0.0
         for start, end, _ in sorted(self.spans):
             if end > until:
                 busy += end - max(start, until)
                 until = end
         total = sum(b for _, _, b in self.spans)
+        start, end, largest = max(self.spans, key=lambda span: span[2])
         self.spans.clear()
-        return total / busy if busy else float("nan")
+        return largest / (end - start), total / busy
 
 
 def drop_caches() -> None:
@@ -111,9 +114,12 @@ def main() -> None:
         guest("dd if=/dev/urandom of=/dev/vdb bs=1M count=1024 conv=fsync 2>/dev/null")
         with Session(work / "inv", state_path=state) as s:
             full = service.replicate(s, ["kangping-portal"])[0]
-        ship_rate = clock.rate()
+        ship_rate, all_rate = clock.rates()
         shipped = sum(x.shipped_bytes for x in full.servers)
-        print(f"full point: {shipped / MiB:.0f} MiB shipped, {ship_rate / 1e6:.0f} MB/s while streams ran")
+        print(
+            f"full point: {shipped / MiB:.0f} MiB shipped; its largest stream {ship_rate / 1e6:.0f} MB/s, "
+            f"all streams {all_rate / 1e6:.0f} MB/s over the time any ran"
+        )
         with Ssh(city) as src:  # rsync's destination holds the previous version, as the DR replica does
             src.run(rsync.replace(" --no-whole-file", ""), timeout=900)
         for round_, cache in enumerate(("warm", "cold")):
@@ -130,7 +136,7 @@ def main() -> None:
                 inc = service.replicate(s, ["kangping-portal"])[0]
             dcctl_wall = time.monotonic() - started
             on_wire = wire_bytes() - before
-            clock.rate()
+            clock.rates()
             assert inc.ok, [x.error for x in inc.servers]
             changed = sum(x.changed_bytes for x in inc.servers)
             if cache == "cold":
@@ -170,7 +176,7 @@ def main() -> None:
         print(
             f"  shipping ÷ raw ssh stream              {share:5.2f}   goal ≥ 0.70  "
             f"{'met' if share >= 0.7 else 'NOT met'}"
-            f"   (dcctl {ship_rate / 1e6:.0f} MB/s over the full point; ssh cat {raw_rate / 1e6:.0f} MB/s)"
+            f"   (dcctl {ship_rate / 1e6:.0f} MB/s: the full point's largest stream; ssh cat {raw_rate / 1e6:.0f} MB/s)"
         )
         rto = drill.rto_seconds or float("nan")
         verdict = "met" if drill.ok and rto < 60 else "NOT met"

@@ -6,7 +6,9 @@
    requests and ≥ 5× faster than the loop.
 2. **Apply of T × S servers**: dcctl's apply (bounded concurrency, one shared status poll) against a sequential
    create-and-wait loop — openstacksdk's ``create_server(wait=True)``, which is what an ``openstack.cloud.server``
-   task in an Ansible loop does. Goal: ≥ 3× faster and zero failed requests.
+   task in an Ansible loop does. Goal: ≥ 3× faster and zero failed requests. Also shown: requests per created server
+   by kind, the lab services' CPU seconds per server (anybody's use of the lab meanwhile included) and how busy the
+   machine was — the loop mostly waits, dcctl keeps the cloud busy, so other load slows dcctl more than the loop.
 
 Requests are counted at the HTTP adapter (every request of the process: tokens, version discovery, pagination).
 Needs the lab (``scripts/openstack-lab up``) and ``OS_CLIENT_CONFIG_FILE``; makes its own tenancies
@@ -21,10 +23,12 @@ import argparse
 import hashlib
 import json
 import os
+import re
 import sys
 import tempfile
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -52,11 +56,21 @@ class Counter:
     failed: int = 0
     probes: int = 0  # unauthenticated version-discovery probes answered 401 (see _counting_send)
     failures: list[str] = field(default_factory=list)
+    by_kind: dict[str, int] = field(default_factory=dict)  # "GET /v2.1/servers/{id}": n (see request_kind)
 
 
 _lock = threading.Lock()
 _counters: list[Counter] = []
 _send = requests.adapters.HTTPAdapter.send
+_ID = re.compile(r"/[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}(?=/|$)")
+
+
+def request_kind(method: str, url: str) -> str:
+    """``GET /v2.1/servers/detail?all_tenants,changes-since``: the method, the path with ids as ``{id}``, the query's
+    parameter names."""
+    parts = urllib.parse.urlsplit(url)
+    query = sorted({k for k, _ in urllib.parse.parse_qsl(parts.query, keep_blank_values=True)})
+    return f"{method} {_ID.sub('/{id}', parts.path)}" + (f"?{','.join(query)}" if query else "")
 
 
 def _counting_send(self: requests.adapters.HTTPAdapter, request: Any, *args: Any, **kwargs: Any) -> Any:
@@ -72,10 +86,12 @@ def _counting_send(self: requests.adapters.HTTPAdapter, request: Any, *args: Any
     # keystoneauth probes a versioned endpoint without a token first; a catalog URL without a project id (the lab's
     # cinder) answers that probe 401 and keystoneauth asks again with a token: discovery, not a failed operation
     probe = response.status_code == 401 and "X-Auth-Token" not in request.headers
+    kind = request_kind(request.method, request.url)
     with _lock:
         for c in _counters:
             c.requests += 1
             c.probes += probe
+            c.by_kind[kind] = c.by_kind.get(kind, 0) + 1
             if response.status_code >= 400 and not probe:
                 c.failed += 1
                 c.failures.append(f"{request.method} {request.url}: HTTP {response.status_code}")
@@ -99,19 +115,75 @@ def counting() -> Iterator[Counter]:
 
 @dataclass
 class Measure:
-    seconds: float
-    requests: int
-    failed: int
-    probes: int
-    failures: list[str]
+    seconds: float = 0.0
+    requests: int = 0
+    failed: int = 0
+    probes: int = 0
+    failures: list[str] = field(default_factory=list)
+    by_kind: dict[str, int] = field(default_factory=dict)
+    cloud_cpu: float = 0.0  # CPU seconds of the lab's OpenStack services, for anyone (see cloud_cpu_seconds)
+    busy: float = 0.0  # CPU seconds of the whole machine: cloud, client and anything else running
+
+    def add(self, part: Measure) -> None:
+        self.seconds += part.seconds
+        self.requests += part.requests
+        self.failed += part.failed
+        self.probes += part.probes
+        self.failures += part.failures[:3]
+        for kind, n in part.by_kind.items():
+            self.by_kind[kind] = self.by_kind.get(kind, 0) + n
+        self.cloud_cpu += part.cloud_cpu
+        self.busy += part.busy
+
+    def load(self, servers: int) -> str:
+        """What the cloud worked per server, and how busy the machine was."""
+        cores = self.busy / self.seconds if self.seconds else 0.0
+        return f"cloud CPU {self.cloud_cpu / servers:.2f} s/server, machine {cores:.2f} of {os.cpu_count()} cores busy"
+
+    def per_server(self, servers: int, least: float = 0.05) -> str:
+        """Requests per created server by kind, the most frequent first (kinds under ``least`` per server left out)."""
+        kinds = sorted(self.by_kind.items(), key=lambda kv: (-kv[1], kv[0]))
+        return "; ".join(f"{n / servers:.2f} {kind}" for kind, n in kinds if n / servers >= least)
+
+
+def cloud_cpu_seconds() -> float:
+    """CPU seconds the lab's OpenStack services (``scripts/openstack-lab``'s pidfiles) and their children have used;
+    0 without the lab's pidfiles."""
+    tick = os.sysconf("SC_CLK_TCK")
+    parent: dict[int, int] = {}
+    used: dict[int, float] = {}
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            stat = (proc / "stat").read_text()
+        except OSError:  # gone meanwhile
+            continue
+        fields = stat[stat.rfind(")") + 2 :].split()  # after "pid (comm) ": state, ppid, …, utime, stime
+        parent[int(proc.name)] = int(fields[1])
+        used[int(proc.name)] = (int(fields[11]) + int(fields[12])) / tick
+    roots = {int(f.read_text().split()[0]) for f in Path("/run/dcctl-oslab").glob("*.pid")}
+    members = set(roots)
+    while grown := {pid for pid, ppid in parent.items() if ppid in members} - members:
+        members |= grown
+    return sum(used.get(pid, 0.0) for pid in members)
+
+
+def busy_seconds() -> float:
+    """CPU seconds the whole machine has been busy (all cores, not idle nor waiting for I/O)."""
+    jiffies = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return (sum(jiffies) - jiffies[3] - jiffies[4]) / os.sysconf("SC_CLK_TCK")
 
 
 def measure(fn: Callable[[], Any]) -> tuple[Measure, Any]:
+    cloud, busy = cloud_cpu_seconds(), busy_seconds()
     with counting() as c:
         started = time.perf_counter()
         result = fn()
         seconds = time.perf_counter() - started
-    return Measure(seconds, c.requests, c.failed, c.probes, c.failures[:10]), result
+    m = Measure(seconds, c.requests, c.failed, c.probes, c.failures[:10], dict(c.by_kind))
+    m.cloud_cpu, m.busy = cloud_cpu_seconds() - cloud, busy_seconds() - busy
+    return m, result
 
 
 # --------------------------------------------------------------------------------------------------- inventory
@@ -375,7 +447,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tenancies", type=int, default=20)
     parser.add_argument("--servers", type=int, default=10, help="servers per tenancy")
-    parser.add_argument("--concurrency", type=int, default=8, help="dcctl's changes in flight on the cloud")
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        default=12,
+        help="dcctl's changes in flight on the cloud (on the 2-core lab, 12 was a little faster than 6, 8 and 16)",
+    )
     parser.add_argument("--rounds", type=int, default=4, help="interleaved apply rounds (peer, then dcctl)")
     parser.add_argument("--json", type=Path, default=HERE / "out" / "openstack_scale.json")
     args = parser.parse_args()
@@ -403,8 +480,8 @@ def main() -> int:
             )
             order = sorted(networks, key=lambda n: n[2])  # the inventory's order: bench-t01, bench-t02, …
             flavor, image = peer_catalog()
-            seq = Measure(0.0, 0, 0, 0, [])
-            ours = Measure(0.0, 0, 0, 0, [])
+            seq = Measure()
+            ours = Measure()
             failed_steps = 0
             per_round = max(1, args.tenancies // args.rounds)
             print(
@@ -427,15 +504,12 @@ def main() -> int:
                 print(
                     f"  round {r + 1}: peer {len(made)} servers in {m_seq.seconds:.1f}s ({m_seq.failed} failed "
                     f"requests); dcctl {changes} changes in {m_ours.seconds:.1f}s ({m_ours.requests} requests, "
-                    f"{m_ours.failed} failed, {m_ours.probes} discovery probes answered 401 not counted)",
+                    f"{m_ours.failed} failed, {m_ours.probes} discovery probes answered 401 not counted); machine "
+                    f"{m_seq.busy / m_seq.seconds:.2f} and {m_ours.busy / m_ours.seconds:.2f} cores busy",
                     flush=True,
                 )
-                for total_m, part in ((seq, m_seq), (ours, m_ours)):
-                    total_m.seconds += part.seconds
-                    total_m.requests += part.requests
-                    total_m.failed += part.failed
-                    total_m.probes += part.probes
-                    total_m.failures += part.failures[:3]
+                seq.add(m_seq)
+                ours.add(m_ours)
             print(
                 f"  peer {seq.seconds:.1f}s, {seq.requests} requests, {seq.failed} failed; dcctl {ours.seconds:.1f}s, "
                 f"{ours.requests} requests, {ours.failed} failed requests, {failed_steps} failed steps",
@@ -443,6 +517,8 @@ def main() -> int:
             )
             if ours.failures:
                 print("  failed requests: " + "; ".join(ours.failures), flush=True)
+            print(f"  dcctl: {ours.load(total)}; requests per server: {ours.per_server(total)}", flush=True)
+            print(f"  peer: {seq.load(total)}; requests per server: {seq.per_server(total)}", flush=True)
 
             print("-- no-op plan", flush=True)
             with session(inv, state) as s:

@@ -1,14 +1,15 @@
 """The OpenStack provider: the only module (with ``errors.py``) that imports openstacksdk.
 
 **Observe** lists each kind once per cloud with the cloud's admin credentials — domains, projects, groups, role
-assignments (direct, and effective for group members; filtered server-side to the ``member`` role), flavors, images,
-servers (all projects, server-side name filter ``^dcctl-``), server groups, volumes (their attachments come with
-them), neutron networks, subnets, routers, router ports (filtered to router interfaces) and security groups (rules
-included), and neutron's quotas of every project: about 17 requests whatever the estate's size, run in parallel.
-Neutron objects are listed for all projects, so an object with dcctl's marks left in a project that is gone is found
-and deleted; a look-alike without marks counts as foreign only inside dcctl's projects. Nova and cinder have no call
-that lists many projects' quotas, so dcctl records the compute and volume quotas it set as project tags and plans
-against those (a hand change to them is not seen; neutron's are read back). No resource is fetched one by one.
+assignments (direct, and effective ones for the members of dcctl's groups when it has any; filtered server-side to the
+``member`` role, whose id comes with dcctl's token), flavors, images, servers (all projects, server-side name filter
+``^dcctl-``), server groups, volumes (their attachments come with them), neutron networks, subnets, routers, router
+ports (filtered to router interfaces; when dcctl has routers) and security groups (rules included), and neutron's
+quotas of every project: 14 to 16 lists whatever the estate's size, in parallel, on one token. Neutron objects are
+listed for all projects, so an object with dcctl's marks left in a project that is gone is found and deleted; a
+look-alike without marks counts as foreign only inside dcctl's projects. Nova and cinder have no call that lists many
+projects' quotas, so dcctl records the compute and volume quotas it set as project tags and plans against those (a
+hand change to them is not seen; neutron's are read back). No resource is fetched one by one.
 
 **Apply** creates and updates with the admin connection where OpenStack lets an admin act for a project (keystone,
 neutron, quotas, flavors, images) and with a connection scoped to the tenancy's project where it does not (nova
@@ -16,7 +17,9 @@ servers and server groups, cinder volumes): dcctl's cloud user holds the ``membe
 that (the ``role_assignment:dcctl`` resource). Every create is idempotent: names are a pure function of inventory
 keys, marks go in with the create call, and a retried or resumed create looks for its object first. Every wait has a
 deadline and failure states (one helper, ``_wait``); server status is polled for all waiting servers with one list
-call (``changes-since``), not one GET per server. A server in ERROR fails with nova's fault message.
+call of the live servers nova changed since the last (``changes-since``, ``deleted=false``), not one GET per server: a
+server just created is known to be building without a read of its own. A server in ERROR fails with nova's fault
+message.
 
 Credentials come from ``clouds.yaml`` (``OS_CLIENT_CONFIG_FILE``, the cloud named by the backend) and never leave
 openstacksdk: no auth value is put in an observation, a log line or an error message (secret values are scrubbed
@@ -34,12 +37,14 @@ import threading
 import time
 import urllib.request
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar, cast
 
 import openstack
+from keystoneauth1.access import AccessInfo
+from keystoneauth1.identity.base import BaseIdentityPlugin
 from openstack import exceptions as os_exc
 from openstack.compute.v2.server import Server as _Server
 from openstack.connection import Connection
@@ -71,6 +76,9 @@ JSON = dict[str, Any]
 #: nova statuses from which a server does not become ACTIVE by waiting
 _SERVER_FAILED = {"ERROR", "DELETED", "SOFT_DELETED", "SHELVED", "SHELVED_OFFLOADED"}
 _VOLUME_FAILED = {"error", "error_extending", "error_deleting", "error_restoring"}
+#: seconds after which a server the shared poll has not seen change is read by itself (a change nova committed after
+#: the poll's margin, or a server made before the poll began)
+_STALE = 30.0
 
 
 def identity(conn: Connection) -> IdentityProxy:
@@ -88,15 +96,17 @@ def _timestamp(value: str | None) -> datetime | None:
 
 
 class _ServerWatch:
-    """The status of every server being waited for, refreshed by one list call (``changes-since``) per interval."""
+    """The status of every server being waited for, refreshed by one list call (``changes-since``) per interval for
+    all of them. ``since`` is on nova's clock: where the last list's newest change was, less a margin for changes
+    committed late; at first, when dcctl's token was issued (before anything this run made)."""
 
-    def __init__(self, fetch: Callable[[str | None], list[Any]], interval: float = 1.0) -> None:
+    def __init__(self, fetch: Callable[[str], list[Any]], since: datetime, interval: float = 1.0) -> None:
         self.fetch = fetch
         self.interval = interval
         self.lock = threading.Lock()
         self.known: dict[str, JSON] = {}
         self.at = 0.0
-        self.since: datetime = datetime.now(UTC) - timedelta(minutes=5)  # tolerates that much clock skew
+        self.since = since
 
     def status(self, server_id: str) -> JSON | None:
         with self.lock:
@@ -115,16 +125,20 @@ class _ServerWatch:
         with self.lock:
             self.known[server_id] = {**info, "at": time.monotonic()}
 
+    def building(self, server_id: str) -> None:
+        """A server nova has just accepted: building, unless a list has already said more (no read of its own)."""
+        with self.lock:
+            self.known.setdefault(server_id, {"status": "BUILD", "fault": None, "at": time.monotonic()})
+
 
 class OpenStackProvider:
     name: ClassVar[str] = "openstack"
     kinds: ClassVar[tuple[str, ...]] = mapping.KINDS
 
-    def __init__(self, backend: OpenStackBackend, province: str, concurrency: int = 6) -> None:
+    def __init__(self, backend: OpenStackBackend, province: str) -> None:
         self.backend = backend
         self.province = province
         self.cloud = backend.cloud
-        self.concurrency = concurrency
         self.diagnostics = Diagnostics()
         self._conn: Connection | None = None
         self._scoped: dict[str, Connection] = {}
@@ -134,7 +148,7 @@ class OpenStackProvider:
         self._attempted: set[str] = set()
         self._secrets: list[str] = []
         self._roles: dict[str, str] = {}
-        self._watch: _ServerWatch | None = None
+        self._watches: dict[bool, _ServerWatch] = {}
 
     # ---------------------------------------------------------------------------------------------- connections
     def _admin(self) -> Connection:
@@ -158,6 +172,11 @@ class OpenStackProvider:
                 found = self._admin().connect_as_project({"id": project_id})
                 self._scoped[project_id] = found
             return found
+
+    def _token(self) -> AccessInfo:
+        """dcctl's token on the admin connection: fetched once, renewed by keystoneauth only as it nears expiry."""
+        conn = self._admin()
+        return cast(BaseIdentityPlugin, conn.session.auth).get_access(conn.session)
 
     def _translate(self, exc: BaseException, what: str) -> ProviderError:
         return translate(exc, what, cloud=self.cloud, secrets=self._secrets)
@@ -210,24 +229,63 @@ class OpenStackProvider:
 
     def _observe(self) -> list[ObservedResource]:
         conn = self._admin()
-        ident = identity(conn)
         prefix = f"^{NAME_PREFIX}"
-        with ThreadPoolExecutor(max_workers=12) as pool:
-            f_domains = pool.submit(lambda: list(ident.domains()))
-            f_projects = pool.submit(lambda: list(ident.projects()))
-            f_groups = pool.submit(lambda: list(ident.groups()))
-            f_roles = pool.submit(lambda: list(ident.roles(name=mapping.MEMBER_ROLE)))
-            f_flavors = pool.submit(lambda: list(conn.compute.flavors(details=True, is_public=None)))
-            f_images = pool.submit(lambda: list(conn.image.images()))
-            f_servers = pool.submit(lambda: list(conn.compute.servers(details=True, all_projects=True, name=prefix)))
-            f_sgroups = pool.submit(lambda: list(conn.compute.server_groups(all_projects=True)))
-            f_volumes = pool.submit(lambda: list(conn.block_storage.volumes(details=True, all_projects=True)))
-            f_nquotas = pool.submit(lambda: list(conn.network.quotas()))
+        _ = conn.session  # the keystoneauth session is made here, not by racing workers (one token, one catalog)
+        # Every list at once, with two exceptions that keep keystone (every other service's bottleneck while dcctl's
+        # token is new) from thrashing: each service answers one cheap list first, so that it checks the token with
+        # keystone once and caches it (lists arriving together would each have it checked), and keystone's own lists
+        # wait for nova's first answer (they are never on the longest path; the other services' token checks are).
+        # A task waits only for tasks submitted before it, so the pool (as wide as the tasks) cannot deadlock.
+        with ThreadPoolExecutor(max_workers=24) as pool:
+            services = ("identity", "compute", "image", "block_storage", "network")
+            proxies = {s: pool.submit(getattr, conn, s) for s in services}  # each one's version discovery, once
+
+            def lists(service: str, method: str, after: Future[Any] | None = None, **query: Any) -> Future[list[Any]]:
+                def run() -> list[Any]:
+                    if after is not None:
+                        after.exception()  # wait for it; its failure is reported by its own result()
+                    return list(getattr(proxies[service].result(), method)(**query))
+
+                return pool.submit(run)
+
+            def if_ours(first: Future[list[Any]], fetch: Callable[[], Iterable[Any]]) -> Future[list[Any]]:
+                """``fetch()``'s list once ``first`` has come back holding an object of dcctl's, else nothing."""
+                return pool.submit(
+                    lambda: (
+                        list(fetch())
+                        if any(self._ours(mapping.parse_description(i.description)) for i in first.result())
+                        else []
+                    )
+                )
+
+            def assignments(**query: Any) -> list[Any]:
+                member = f_member.result()
+                ident = cast(IdentityProxy, proxies["identity"].result())
+                return list(ident.role_assignments(role_id=member, include_names=True, **query)) if member else []
+
+            f_flavors = lists("compute", "flavors", details=True, is_public=None)
+            f_nquotas = lists("network", "quotas")
+            f_images = lists("image", "images")
+            f_volumes = lists("block_storage", "volumes", details=True, all_projects=True)
+            f_member = pool.submit(self._find_role, mapping.MEMBER_ROLE)
+            f_servers = lists("compute", "servers", f_flavors, details=True, all_projects=True, name=prefix)
+            f_sgroups = lists("compute", "server_groups", f_flavors, all_projects=True)
+            # neutron objects of all projects: an object with dcctl's marks left in a project that is gone is found
+            f_networks = lists("network", "networks", f_nquotas)
+            f_subnets = lists("network", "subnets", f_nquotas)
+            f_routers = lists("network", "routers", f_nquotas)
+            f_sgs = lists("network", "security_groups", f_nquotas)
+            f_ports = if_ours(
+                f_routers, lambda: proxies["network"].result().ports(device_owner="network:router_interface")
+            )
+            f_domains = lists("identity", "domains", f_flavors)
+            f_projects = lists("identity", "projects", f_flavors)
+            f_groups = lists("identity", "groups", f_flavors)
+            f_direct = pool.submit(assignments)
+            f_effective = if_ours(f_groups, lambda: assignments(effective=True))  # the members of dcctl's groups
+
             domains = f_domains.result()
             projects = f_projects.result()
-            roles = f_roles.result()
-            if roles:
-                self._roles[mapping.MEMBER_ROLE] = roles[0].id
             me = conn.current_user_id or ""
 
             out: list[ObservedResource] = []
@@ -262,30 +320,7 @@ class OpenStackProvider:
                 if ours:
                     self._remember("project", p.name, p.id)
                     ours_projects[p.id] = res
-            ids = sorted(ours_projects)
-
             existing = {p.id for p in projects}
-
-            def neutron(lister: Callable[..., Iterator[Any]], **query: Any) -> list[Any]:
-                # all projects: an object with dcctl's marks left in a project that is gone is found (and removed)
-                return list(lister(**query))
-
-            member = self._roles.get(mapping.MEMBER_ROLE)
-            f_direct = pool.submit(
-                lambda: list(ident.role_assignments(role_id=member, include_names=True)) if member and ids else []
-            )
-            f_effective = pool.submit(
-                lambda: (
-                    list(ident.role_assignments(role_id=member, include_names=True, effective=True))
-                    if member and ids
-                    else []
-                )
-            )
-            f_networks = pool.submit(neutron, conn.network.networks)
-            f_subnets = pool.submit(neutron, conn.network.subnets)
-            f_routers = pool.submit(neutron, conn.network.routers)
-            f_ports = pool.submit(neutron, conn.network.ports, device_owner="network:router_interface")
-            f_sgs = pool.submit(neutron, conn.network.security_groups)
 
             out += self._observe_groups(f_groups.result(), domain_names, f_effective.result())
             out += self._observe_assignments(f_direct.result(), ours_projects, out, me)
@@ -304,7 +339,7 @@ class OpenStackProvider:
                 f_sgs.result(),
                 ours_projects,
             )
-        return _dedupe(out, set(ids))
+        return _dedupe(out, set(ours_projects))
 
     def _obs(
         self, kind: str, found: dict[str, str], ours: bool, fallback: str, name: str, rid: str, attrs: JSON
@@ -854,13 +889,23 @@ class OpenStackProvider:
             )
         return rid
 
-    def _role(self, name: str) -> str:
+    def _find_role(self, name: str) -> str | None:
+        """A role's id: from dcctl's own token when keystone lists the role there (it adds implied roles: ``admin``
+        implies ``member``), else one lookup; None if the cloud has no such role."""
         rid = self._roles.get(name)
         if rid is None:
-            found = list(identity(self._admin()).roles(name=name))
-            if not found:
-                raise PermanentError(f"cloud '{self.cloud}' has no role '{name}'")
-            rid = self._roles[name] = found[0].id
+            access = self._token()
+            rid = dict(zip(access.role_names or [], access.role_ids or [], strict=True)).get(name)
+            if rid is None:
+                rid = next((r.id for r in identity(self._admin()).roles(name=name)), None)
+            if rid is not None:
+                self._roles[name] = rid
+        return rid
+
+    def _role(self, name: str) -> str:
+        rid = self._find_role(name)
+        if rid is None:
+            raise PermanentError(f"cloud '{self.cloud}' has no role '{name}'")
         return rid
 
     def _apply_role_assignment(self, desired: DesiredResource, observed: ObservedResource | None, **kw: Any) -> str:
@@ -1240,6 +1285,7 @@ class OpenStackProvider:
                     **extra,
                 )
                 failpoints.reach("openstack.server-created")
+                self._server_watch().building(existing.id)
             rid = self._remember("server", desired.name, existing.id)
         on_progress("waiting for ACTIVE")
         self._wait(
@@ -1269,24 +1315,36 @@ class OpenStackProvider:
         if compute.get_server(rid).status == "VERIFY_RESIZE":
             compute.confirm_server_resize(rid)
 
-    def _server_watch(self) -> _ServerWatch:
+    def _server_watch(self, *, deleted: bool = False) -> _ServerWatch:
+        """The shared status poll of dcctl's servers: the live ones (waits for ACTIVE), or with the deleted ones too
+        (waits for a delete). Nova lists deleted servers with ``changes-since`` unless told not to, and a cloud where
+        dcctl's servers come and go would send every wait for ACTIVE all those deleted meanwhile."""
         with self._lock:
-            if self._watch is None:
+            watch = self._watches.get(deleted)
+            if watch is None:
                 conn = self._admin()
-
-                def fetch(since: str | None) -> list[Any]:
-                    query: dict[str, Any] = {"all_projects": True, "name": f"^{NAME_PREFIX}"}
-                    if since:
-                        query["changes_since"] = since
-                    return list(conn.compute.servers(details=True, **query))
-
-                self._watch = _ServerWatch(fetch)
-            return self._watch
+                query: JSON = {
+                    "all_projects": True,
+                    "name": f"^{NAME_PREFIX}",
+                    **({} if deleted else {"deleted": False}),
+                }
+                # the cloud's clock: when keystone issued dcctl's token (less a minute: keystone's clock may be a
+                # little behind nova's), else this machine's with room for its skew
+                issued = self._token().issued
+                since = (
+                    issued.astimezone(UTC) - timedelta(minutes=1)
+                    if issued
+                    else datetime.now(UTC) - timedelta(minutes=5)
+                )
+                watch = self._watches[deleted] = _ServerWatch(
+                    lambda after: list(conn.compute.servers(details=True, changes_since=after, **query)), since
+                )
+            return watch
 
     def _server_ready(self, server_id: str, name: str, ready: tuple[str, ...] = ("ACTIVE",)) -> bool:
         watch = self._server_watch()
         info = watch.status(server_id)
-        if info is None or time.monotonic() - info["at"] > 20:
+        if info is None or time.monotonic() - info["at"] > _STALE:
             # not seen changing since the watch began (an old server), or not for a while: ask for it directly
             server = self._admin().compute.get_server(server_id)
             info = {"status": server.status, "fault": server.fault}
@@ -1459,7 +1517,7 @@ class OpenStackProvider:
         ident.delete_domain(rid, ignore_missing=True)
 
     def _server_gone(self, server_id: str) -> bool:
-        info = self._server_watch().status(server_id)
+        info = self._server_watch(deleted=True).status(server_id)
         if info is not None and info["status"] not in ("DELETED", "SOFT_DELETED"):
             return False
         try:
@@ -1488,7 +1546,7 @@ class OpenStackProvider:
                     conn.close()
             self._scoped.clear()
             self._conn = None
-            self._watch = None
+            self._watches.clear()
 
 
 def _dedupe(observed: list[ObservedResource], live: set[str]) -> list[ObservedResource]:

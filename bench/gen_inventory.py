@@ -6,6 +6,8 @@ Usage: python bench/gen_inventory.py OUT_DIR [--cities 14] [--counties 100] [--s
 from __future__ import annotations
 
 import argparse
+import hashlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -111,6 +113,98 @@ def generate(out: Path, *, cities: int = 14, counties: int = 100, servers: int =
             )
         (out / f"{city}.yaml").write_text(yaml.safe_dump(doc, allow_unicode=True, sort_keys=False))
     return out
+
+
+def openstack_inventory(
+    inv: Path, *, prefix: str, cloud: str, tenancies: int, servers: int, storage_gb: int, cidr: Callable[[int], str]
+) -> Path:
+    """A province of one OpenStack-backed city data center (cloud ``cloud``) hosting ``tenancies`` county tenancies of
+    ``servers`` tiny servers each, written to ``inv/bench.yaml``; ids start with ``prefix`` (so do the objects dcctl
+    makes: ``dcctl-<prefix>-…``), tenancy ``i`` (from 1) gets network ``cidr(i)``. The province's DR site must exist:
+    an in-process libvirt test host stands for it."""
+    inv.mkdir(parents=True, exist_ok=True)
+    disk = inv / f"{prefix}-disk.raw"
+    disk.write_bytes(b"\0" * 65536)
+    checksum = "sha256:" + hashlib.sha256(disk.read_bytes()).hexdigest()
+    doc: dict[str, Any] = {
+        "province": {
+            "id": f"{prefix}-province",
+            "name": "辽宁省（基准测试）",
+            "dr_site": f"{prefix}-dr",
+            "cities": [{"id": "dalian", "name": "大连市"}],
+        },
+        "catalog": {
+            "flavors": [{"id": f"{prefix}-tiny", "vcpus": 1, "ram_mb": 64, "disk_gb": 1}],
+            "images": [{"id": f"{prefix}-disk", "source": disk.name, "checksum": checksum, "format": "raw"}],
+        },
+        "data_centers": [
+            {
+                "id": f"{prefix}-dr",
+                "name": "省灾备中心（基准测试）",
+                "tier": "provincial",
+                "role": "dr",
+                "backends": [
+                    {
+                        "id": f"{prefix}-dr-kvm",
+                        "type": "libvirt",
+                        "uri": "test:///default",
+                        "zones": ["extranet"],
+                        "level": 4,
+                        "capacity": {"vcpus": 8, "ram_gb": 16, "storage_gb": 100},
+                    }
+                ],
+            },
+            {
+                "id": f"{prefix}-dc",
+                "name": "大连市政务云（基准测试）",
+                "tier": "municipal",
+                "city": "dalian",
+                "backends": [
+                    {
+                        "id": f"{prefix}-os",
+                        "type": "openstack",
+                        "cloud": cloud,
+                        "zones": ["extranet"],
+                        "level": 3,
+                        "capacity": {"vcpus": 64, "ram_gb": 1024, "storage_gb": 4000},
+                        "overcommit": {"cpu": 16.0},
+                    }
+                ],
+            },
+        ],
+        "tenancies": [
+            {
+                "id": f"{prefix}-t{i:02d}",
+                "name": f"基准测试县 {i:02d}",
+                "kind": "county",
+                "city": "dalian",
+                "hosted_in": f"{prefix}-dc",
+                "zone": "extranet",
+                "quotas": {"vcpus": servers, "ram_gb": 2 * servers, "storage_gb": storage_gb, "instances": servers},
+                "networks": [{"id": "app", "cidr": cidr(i)}],
+                "workloads": [
+                    {
+                        "id": f"{prefix}-w{i:02d}",
+                        "name": f"基准测试系统 {i:02d}",
+                        "mlps_level": 2,
+                        "servers": [
+                            {
+                                "name": "app",
+                                "count": servers,
+                                "flavor": f"{prefix}-tiny",
+                                "image": f"{prefix}-disk",
+                                "networks": ["app"],
+                                "anti_affinity": True,
+                            }
+                        ],
+                    }
+                ],
+            }
+            for i in range(1, tenancies + 1)
+        ],
+    }
+    (inv / "bench.yaml").write_text(yaml.safe_dump(doc, allow_unicode=True, sort_keys=False))
+    return inv
 
 
 def main() -> None:

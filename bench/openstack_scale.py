@@ -20,7 +20,6 @@ Needs the lab (``scripts/openstack-lab up``) and ``OS_CLIENT_CONFIG_FILE``; make
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import re
@@ -42,6 +41,7 @@ import yaml
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
+from bench.gen_inventory import openstack_inventory  # noqa: E402
 from dcctl.engine.session import Session  # noqa: E402
 from dcctl.plan.model import Action, Mode  # noqa: E402
 from dcctl.resources import ObservedResource  # noqa: E402
@@ -188,90 +188,15 @@ def measure(fn: Callable[[], Any]) -> tuple[Measure, Any]:
 
 # --------------------------------------------------------------------------------------------------- inventory
 def write_inventory(root: Path, tenancies: int, servers: int) -> Path:
-    inv = root / "inv"
-    inv.mkdir(parents=True, exist_ok=True)
-    disk = inv / "bench-disk.raw"
-    disk.write_bytes(b"\0" * 65536)
-    checksum = "sha256:" + hashlib.sha256(disk.read_bytes()).hexdigest()
-    doc: dict[str, Any] = {
-        "province": {
-            "id": "liaoning-bench",
-            "name": "辽宁省（基准测试）",
-            "dr_site": "bench-dr",
-            "cities": [{"id": "dalian", "name": "大连市"}],
-        },
-        "catalog": {
-            "flavors": [{"id": "bench-tiny", "vcpus": 1, "ram_mb": 64, "disk_gb": 1}],
-            "images": [{"id": "bench-disk", "source": "bench-disk.raw", "checksum": checksum, "format": "raw"}],
-        },
-        "data_centers": [
-            {  # the province's DR site must exist; an in-process libvirt test host stands for it
-                "id": "bench-dr",
-                "name": "省灾备中心（基准测试）",
-                "tier": "provincial",
-                "role": "dr",
-                "backends": [
-                    {
-                        "id": "bench-dr-kvm",
-                        "type": "libvirt",
-                        "uri": "test:///default",
-                        "zones": ["extranet"],
-                        "level": 4,
-                        "capacity": {"vcpus": 8, "ram_gb": 16, "storage_gb": 100},
-                    }
-                ],
-            },
-            {
-                "id": "bench-dc",
-                "name": "大连市政务云（基准测试）",
-                "tier": "municipal",
-                "city": "dalian",
-                "backends": [
-                    {
-                        "id": "bench-os",
-                        "type": "openstack",
-                        "cloud": CLOUD,
-                        "zones": ["extranet"],
-                        "level": 3,
-                        "capacity": {"vcpus": 64, "ram_gb": 1024, "storage_gb": 4000},
-                        "overcommit": {"cpu": 16.0},
-                    }
-                ],
-            },
-        ],
-        "tenancies": [
-            {
-                "id": f"bench-t{i:02d}",
-                "name": f"基准测试县 {i:02d}",
-                "kind": "county",
-                "city": "dalian",
-                "hosted_in": "bench-dc",
-                "zone": "extranet",
-                "quotas": {"vcpus": servers, "ram_gb": 2 * servers, "storage_gb": 10, "instances": servers},
-                "networks": [{"id": "app", "cidr": f"10.{100 + i // 200}.{i % 200}.0/24"}],
-                "workloads": [
-                    {
-                        "id": f"bench-w{i:02d}",
-                        "name": f"基准测试系统 {i:02d}",
-                        "mlps_level": 2,
-                        "servers": [
-                            {
-                                "name": "app",
-                                "count": servers,
-                                "flavor": "bench-tiny",
-                                "image": "bench-disk",
-                                "networks": ["app"],
-                                "anti_affinity": True,
-                            }
-                        ],
-                    }
-                ],
-            }
-            for i in range(1, tenancies + 1)
-        ],
-    }
-    (inv / "bench.yaml").write_text(yaml.safe_dump(doc, allow_unicode=True, sort_keys=False))
-    return inv
+    return openstack_inventory(
+        root / "inv",
+        prefix="bench",
+        cloud=CLOUD,
+        tenancies=tenancies,
+        servers=servers,
+        storage_gb=10,
+        cidr=lambda i: f"10.{100 + i // 200}.{i % 200}.0/24",
+    )
 
 
 def set_count(inv: Path, count: int, tenancies: int | None = None) -> None:

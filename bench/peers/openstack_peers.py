@@ -16,12 +16,12 @@ Appends JSON lines to bench/peers/out/results.jsonl.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import re
 import secrets
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -30,6 +30,9 @@ import yaml
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
+sys.path.insert(0, str(ROOT))
+from bench.gen_inventory import openstack_inventory  # noqa: E402
+
 WORK = Path(os.environ.get("BENCH_WORK", "/var/lib/dcctl-bench/work"))
 ANSIBLE_VENV = Path(os.environ.get("ANSIBLE_VENV", "/var/lib/dcctl-bench/ansible-venv"))
 DCCTL = ROOT / ".venv" / "bin" / "dcctl"
@@ -163,89 +166,16 @@ def ansible_run(playbook: str, n: int, clouds: Path) -> tuple[float, subprocess.
 
 # -------------------------------------------------------------------------------------------------- dcctl side
 def dcctl_inventory(n: int) -> Path:
-    inv = WORK / f"dcctl-os-inv-{n}"
-    inv.mkdir(parents=True, exist_ok=True)
-    disk = inv / "pb-disk.raw"
-    disk.write_bytes(b"\0" * 65536)
-    checksum = "sha256:" + hashlib.sha256(disk.read_bytes()).hexdigest()
-    doc = {
-        "province": {
-            "id": "peerbench-os",
-            "name": "基准（OpenStack）",
-            "dr_site": "pbos-dr",
-            "cities": [{"id": "pbcity", "name": "城市"}],
-        },
-        "catalog": {
-            "flavors": [{"id": "pbos-tiny", "vcpus": 1, "ram_mb": 64, "disk_gb": 1}],
-            "images": [{"id": "pbos-disk", "source": "pb-disk.raw", "checksum": checksum, "format": "raw"}],
-        },
-        "data_centers": [
-            {
-                "id": "pbos-dr",
-                "name": "灾备",
-                "tier": "provincial",
-                "role": "dr",
-                "backends": [
-                    {
-                        "id": "pbos-dr-kvm",
-                        "type": "libvirt",
-                        "uri": "test:///default",
-                        "zones": ["extranet"],
-                        "level": 4,
-                        "capacity": {"vcpus": 8, "ram_gb": 16, "storage_gb": 100},
-                    }
-                ],
-            },
-            {
-                "id": "pbos-dc",
-                "name": "云",
-                "tier": "municipal",
-                "city": "pbcity",
-                "backends": [
-                    {
-                        "id": "pbos-os",
-                        "type": "openstack",
-                        "cloud": CLOUD,
-                        "zones": ["extranet"],
-                        "level": 3,
-                        "capacity": {"vcpus": 64, "ram_gb": 1024, "storage_gb": 4000},
-                        "overcommit": {"cpu": 16.0},
-                    }
-                ],
-            },
-        ],
-        "tenancies": [
-            {
-                "id": "pbos-t",
-                "name": "县",
-                "kind": "county",
-                "city": "pbcity",
-                "hosted_in": "pbos-dc",
-                "zone": "extranet",
-                "quotas": {"vcpus": n, "ram_gb": 2 * n, "storage_gb": 2 * n, "instances": n},
-                "networks": [{"id": "app", "cidr": "198.18.91.0/24"}],
-                "workloads": [
-                    {
-                        "id": "pbos-w",
-                        "name": "系统",
-                        "mlps_level": 2,
-                        "servers": [
-                            {
-                                "name": "app",
-                                "count": n,
-                                "flavor": "pbos-tiny",
-                                "image": "pbos-disk",
-                                "networks": ["app"],
-                                "anti_affinity": True,
-                            }
-                        ],
-                    }
-                ],
-            }
-        ],
-    }
-    (inv / "bench.yaml").write_text(yaml.safe_dump(doc, allow_unicode=True, sort_keys=False))
-    return inv
+    """One tenancy of ``n`` servers on the cloud, as the playbooks make them."""
+    return openstack_inventory(
+        WORK / f"dcctl-os-inv-{n}",
+        prefix="pbos",
+        cloud=CLOUD,
+        tenancies=1,
+        servers=n,
+        storage_gb=2 * n,
+        cidr=lambda _: "198.18.91.0/24",
+    )
 
 
 def dcctl_run(args: list[str]) -> tuple[float, subprocess.CompletedProcess]:

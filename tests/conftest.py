@@ -58,6 +58,7 @@ def require_service(name: str, available: bool, start_with: str) -> None:
 #: pass of ``scripts/test`` (``--state-dependent``) leaves them out. Every pass holds them to it: a state opened by
 #: one of their tests fails it, and a dcctl they start finds no state at ``DCCTL_STATE``.
 STATE_FREE = (
+    "tests/integration/test_lab_ssh.py",
     "tests/unit/consolidate/test_digest.py",
     "tests/unit/consolidate/test_edit.py",
     "tests/unit/consolidate/test_migrate.py",

@@ -119,10 +119,14 @@ class Ssh:
         self.client.close()
 
     def run(self, command: str, *, timeout: float = 60.0, check: bool = True) -> tuple[int, str, str]:
-        """Run ``command`` with /bin/sh; returns (exit code, stdout, stderr).
+        """Run ``command`` with /bin/sh, stdin from /dev/null; returns (exit code, stdout, stderr).
 
         ``timeout`` bounds the whole call: paramiko waits on a channel without limit once a link has died, so a
         watchdog closes the connection at the deadline and the call fails (transiently) instead of hanging.
+
+        The channel gets no stdin file on purpose: closing one sends EOF outside paramiko's channel lock, so when
+        the command has just ended it can reach sshd after the channel's CLOSE, and OpenSSH then drops the whole
+        connection ("ieof packet referred to nonexistent channel") and every command sharing it fails.
         """
         expired = threading.Event()
 
@@ -134,12 +138,17 @@ class Ssh:
         watchdog.daemon = True
         watchdog.start()
         try:
-            _, stdout, stderr = self.client.exec_command(command, timeout=timeout)
-            out = stdout.read().decode(errors="replace")
-            err = stderr.read().decode(errors="replace")
-            rc = stdout.channel.recv_exit_status()
+            transport = self.client.get_transport()
+            if transport is None or not transport.is_active():
+                raise paramiko.SSHException("the connection is closed")
+            with transport.open_session(timeout=timeout) as channel:
+                channel.settimeout(timeout)
+                channel.exec_command(f"sh -c {q(command)} </dev/null")
+                out = channel.makefile("rb").read().decode(errors="replace")
+                err = channel.makefile_stderr("rb").read().decode(errors="replace")
+                rc = channel.recv_exit_status()
         except (paramiko.SSHException, OSError, TimeoutError, EOFError) as exc:
-            why = f"no answer within {timeout:.0f}s" if expired.is_set() else str(exc)
+            why = f"no answer within {timeout:.0f}s" if expired.is_set() else str(exc) or type(exc).__name__
             raise TransientError(f"command on {self.target.host} failed: {why}") from None
         finally:
             watchdog.cancel()

@@ -42,6 +42,7 @@ import yaml
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 from bench.gen_inventory import openstack_inventory  # noqa: E402
+from dcctl.engine.apply import PARALLELISM  # noqa: E402
 from dcctl.engine.session import Session  # noqa: E402
 from dcctl.plan.model import Action, Mode  # noqa: E402
 from dcctl.resources import ObservedResource  # noqa: E402
@@ -210,7 +211,7 @@ def set_count(inv: Path, count: int, tenancies: int | None = None) -> None:
     path.write_text(yaml.safe_dump(doc, allow_unicode=True, sort_keys=False))
 
 
-def session(inv: Path, state: Path, concurrency: int = 4) -> Session:
+def session(inv: Path, state: Path, concurrency: int = PARALLELISM) -> Session:
     return Session(inv, state_path=state, concurrency=concurrency)
 
 
@@ -375,8 +376,8 @@ def main() -> int:
     parser.add_argument(
         "--concurrency",
         type=int,
-        default=12,
-        help="dcctl's changes in flight on the cloud (on the 2-core lab, 12 was a little faster than 6, 8 and 16)",
+        default=PARALLELISM,
+        help="dcctl's changes in flight on the cloud; default: what 'dcctl apply' uses (its --parallelism)",
     )
     parser.add_argument("--rounds", type=int, default=4, help="interleaved apply rounds (peer, then dcctl)")
     parser.add_argument("--json", type=Path, default=HERE / "out" / "openstack_scale.json")

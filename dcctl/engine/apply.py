@@ -23,6 +23,9 @@ from dcctl.resources import DesiredResource, ObservedResource, digest
 from dcctl.state import audit
 from dcctl.state.store import Holder, Store
 
+#: changes in flight at once per backend (Terraform's -parallelism is 10 for the whole run)
+PARALLELISM = 4
+
 
 @dataclass(frozen=True)
 class StepResult:
@@ -83,7 +86,7 @@ def apply_plan(
     *,
     command: str = "apply",
     events: EventHandler = ignore,
-    concurrency: int = 4,
+    concurrency: int = PARALLELISM,
     timeout: float = 900.0,
     retry: RetryPolicy | None = None,
 ) -> ApplyResult:

@@ -11,7 +11,7 @@ from typing import Any
 
 from dcctl.api import Validation, validate
 from dcctl.diagnostics import Diagnostics
-from dcctl.engine.apply import ApplyResult, apply_plan
+from dcctl.engine.apply import PARALLELISM, ApplyResult, apply_plan
 from dcctl.engine.events import Event, EventHandler, EventKind, ignore
 from dcctl.errors import DcctlError, InventoryError
 from dcctl.plan.build import Observation, Scope, build_plan, observe_all, resolve_targets
@@ -55,7 +55,7 @@ class Session:
         state_path: str | Path | None = None,
         targets: Iterable[str] = (),
         events: EventHandler = ignore,
-        concurrency: int = 4,
+        concurrency: int = PARALLELISM,
     ) -> None:
         self.path = Path(path)
         self.validation: Validation = validate(path)

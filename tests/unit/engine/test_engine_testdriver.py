@@ -385,3 +385,43 @@ def test_objects_made_between_plan_and_apply_are_taken_as_found(session: Session
 )
 def test_keepalives_and_their_event_loop_are_for_connections_over_a_network(uri: str, networked: bool) -> None:
     assert provider_module._over_network(uri) is networked
+
+
+def track_in_flight(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Record the most changes in flight at once (each change made to take 20 ms longer)."""
+    import threading
+    import time
+
+    from dcctl.engine import apply as apply_module
+
+    real, guard, now, peak = apply_module._run_one, threading.Lock(), [0], [0]
+
+    def slow(*args: Any, **kwargs: Any) -> Any:
+        with guard:
+            now[0] += 1
+            peak[0] = max(peak[0], now[0])
+        time.sleep(0.02)
+        try:
+            return real(*args, **kwargs)
+        finally:
+            with guard:
+                now[0] -= 1
+
+    monkeypatch.setattr(apply_module, "_run_one", slow)
+    return peak
+
+
+def test_parallelism_bounds_the_changes_in_flight(
+    session: Session, tmp_path: Path, new_state: Callable[[], str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dcctl.cli.app import main
+    from dcctl.engine.apply import PARALLELISM
+
+    peak = track_in_flight(monkeypatch)
+    assert session.apply(session.plan()).ok
+    assert peak == [PARALLELISM]  # 4 volumes side by side on the one backend
+    peak[0] = 0
+    (tmp_path / "cli").mkdir()
+    inv = write_inventory(tmp_path / "cli")
+    assert main(["apply", str(inv), "--yes", "--parallelism", "1", "--state", new_state()]) == 0
+    assert peak == [1]

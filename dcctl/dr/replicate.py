@@ -318,7 +318,10 @@ class Replicator:
         """Stream ``staged`` from byte ``have`` on, source host → DR host; the bytes that arrived are counted in the
         catalog even when the stream breaks (the next run resumes there)."""
         remote = " ".join(q(a) for a in self._stream_command(server))
-        writer = f"dd of={q(part)} bs=4M oflag=seek_bytes seek={have} conv=notrunc status=none"
+        # the part's blocks are reserved before they arrive (keeping its size, which says how far a stream got):
+        # ext4 allocating as it goes held a stream to ~470 MiB/s here, reserved ~590 (a stream to /dev/null: ~640)
+        reserve = f"fallocate -n -o {have} -l {size - have} {q(part)} 2>/dev/null; " if size > have else ""
+        writer = f": >> {q(part)}; {reserve}dd of={q(part)} bs=4M oflag=seek_bytes seek={have} conv=notrunc status=none"
         command = (
             f"set -o pipefail 2>/dev/null; dd if={q(staged)} bs=4M iflag=skip_bytes skip={have} status=none"
             f" | {remote} {q(writer)}"

@@ -109,8 +109,13 @@ def edited(workdir: Path, name: str, *changes: tuple[str, str, str]) -> Path:
     return target
 
 
+#: the names this module's inventory gives (its data center's domain, its counties, the catalog's flavor and image);
+#: other dcctl inventories on the same cloud (a benchmark's, an engineer's) are not this test's to judge
+OURS = ("dcctl-dalian-", "dcctl-changhai-", "dcctl-zhuanghe-", "dcctl-lab-")
+
+
 def dcctl_objects(conn: Any) -> dict[str, list[str]]:
-    """Every object with dcctl's name prefix on the cloud, by kind (duplicates show as repeated names)."""
+    """Every object of this inventory on the cloud, by kind (duplicates show as repeated names)."""
     found: dict[str, list[str]] = {
         "domains": [d.name for d in conn.identity.domains()],
         "projects": [p.name for p in conn.identity.projects()],
@@ -125,7 +130,7 @@ def dcctl_objects(conn: Any) -> dict[str, list[str]]:
         "routers": [r.name for r in conn.network.routers()],
         "security_groups": [g.name for g in conn.network.security_groups()],
     }
-    mine = {k: sorted(n for n in v if (n or "").startswith("dcctl-")) for k, v in found.items()}
+    mine = {k: sorted(n for n in v if (n or "").startswith(OURS)) for k, v in found.items()}
     return {k: v for k, v in mine.items() if v}
 
 

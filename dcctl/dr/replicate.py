@@ -282,9 +282,7 @@ class Replicator:
         """Stream the staging file (``size`` bytes) to the DR host, resuming a partial copy; verify, chain, mark
         good."""
         part = target_path + ".part"
-        _, out, _ = dst.run(
-            f"mkdir -p {q(str(PurePosixPath(target_path).parent))} && {{ stat -c %s {q(part)} 2>/dev/null || echo 0; }}"
-        )
+        _, out, _ = dst.run(f"mkdir -p {q(str(PurePosixPath(target_path).parent))} && {{ {_size_or_zero(part)}; }}")
         have = int(out.strip() or 0)
         digest_timeout = 60 + size / (50 * 2**20)  # a digest reads the file: allow 50 MiB/s
         if have > size:
@@ -331,7 +329,7 @@ class Replicator:
         shipment = Shipment(seconds=time.monotonic() - shipping)
         reached: int | None = None
         try:
-            _, out, _ = dst.run(f"stat -c %s {q(part)} 2>/dev/null || echo 0", check=False, timeout=20)
+            _, out, _ = dst.run(_size_or_zero(part), check=False, timeout=20)
             reached = int(out.strip() or 0)
         except ProviderError:
             pass  # the DR site is unreachable: how far it got is read on the next run
@@ -415,6 +413,11 @@ class Shipment:
         self.bytes += other.bytes
         self.seconds += other.seconds
         return self
+
+
+def _size_or_zero(path: str) -> str:
+    """The shell command printing a file's size, or 0 when it is not there (a part file before its first byte)."""
+    return f"stat -c %s {q(path)} 2>/dev/null || echo 0"
 
 
 def digests(src: Ssh, source: str, dst: Ssh, replica: str, *, timeout: float) -> tuple[str, str]:

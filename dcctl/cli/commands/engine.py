@@ -57,6 +57,7 @@ def _session(
 ) -> Session:
     """Open the inventory. An invalid one is reported with its diagnostics (one JSON document with --json) and ends
     the command with exit 1."""
+    from dcctl.engine.apply import PARALLELISM
     from dcctl.engine.events import ignore
     from dcctl.engine.session import Session
 
@@ -66,7 +67,7 @@ def _session(
             targets=targets or (),
             state_path=state,
             events=ProgressPrinter() if progress else ignore,
-            **({"concurrency": parallelism} if parallelism else {}),
+            concurrency=parallelism or PARALLELISM,
         )
     except InventoryError as exc:
         from dcctl import api

@@ -5,6 +5,8 @@ from __future__ import annotations
 import collections
 import json
 import os
+import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -13,6 +15,9 @@ import libvirt
 import pytest
 import yaml
 
+from dcctl.cli.app import main
+from dcctl.engine import apply as apply_module
+from dcctl.engine.apply import PARALLELISM
 from dcctl.engine.events import Event
 from dcctl.engine.retry import RetryPolicy
 from dcctl.engine.session import Session, StalePlanError
@@ -389,11 +394,6 @@ def test_keepalives_and_their_event_loop_are_for_connections_over_a_network(uri:
 
 def track_in_flight(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """Record the most changes in flight at once (each change made to take 20 ms longer)."""
-    import threading
-    import time
-
-    from dcctl.engine import apply as apply_module
-
     real, guard, now, peak = apply_module._run_one, threading.Lock(), [0], [0]
 
     def slow(*args: Any, **kwargs: Any) -> Any:
@@ -414,9 +414,6 @@ def track_in_flight(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 def test_parallelism_bounds_the_changes_in_flight(
     session: Session, tmp_path: Path, new_state: Callable[[], str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from dcctl.cli.app import main
-    from dcctl.engine.apply import PARALLELISM
-
     peak = track_in_flight(monkeypatch)
     assert session.apply(session.plan()).ok
     assert peak == [PARALLELISM]  # 4 volumes side by side on the one backend

@@ -13,9 +13,10 @@ import queue
 import threading
 import urllib.parse
 import weakref
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import libvirt
 
@@ -123,7 +124,8 @@ def translate(exc: libvirt.libvirtError, what: str) -> ProviderError:
 
 
 class _Connections:
-    """A small pool of connections to one host: libvirt serialises calls on one connection."""
+    """A small pool of connections to one host: libvirtd works on only a few calls of one connection at once (its
+    max_client_requests, 5 by default), and parallel changes make long calls (create, start, wait)."""
 
     def __init__(self, uri: str, size: int) -> None:
         self.uri = uri
@@ -200,6 +202,24 @@ def _key_volumes(observed: list[ObservedResource]) -> list[ObservedResource]:
     ]
 
 
+#: reads in flight on one connection while observing. libvirtd works on several calls of one client at once (up to
+#: its max_client_requests, 5 by default): on the test driver, 1,000 domains' XML took 0.125 s one call at a time,
+#: 0.068 s four at a time, and a whole observe of them (2,000 calls) 0.38 → 0.28 s; over SSH it hides round trips
+OBSERVE_READS = 4
+
+_T = TypeVar("_T")
+_R = TypeVar("_R")
+
+
+def _read_all(read: Callable[[_T], _R], items: list[_T]) -> list[_R]:
+    """``read(item)`` for every item, OBSERVE_READS calls in flight, results in the items' order; the first error
+    raised is raised here."""
+    if len(items) < 2 * OBSERVE_READS:
+        return [read(item) for item in items]
+    with ThreadPoolExecutor(OBSERVE_READS, thread_name_prefix="libvirt-observe") as pool:
+        return list(pool.map(read, items))
+
+
 def _redact(uri: str) -> str:
     """URIs never carry passwords in dcctl (refused at validation); still, never print a query string."""
     return uri.split("?", 1)[0]
@@ -262,11 +282,9 @@ class LibvirtProvider:
             self._pools[conn] = pool
             pool.refresh(0)
             base = attrs["path"].rstrip("/")
-            for vol in pool.listAllVolumes(0):
+            vols = [vol for vol in pool.listAllVolumes(0) if vol.name().startswith(NAME_PREFIX)]
+            for vol, info in zip(vols, _read_all(lambda v: v.info(), vols), strict=True):
                 name = vol.name()
-                if not name.startswith(NAME_PREFIX):
-                    continue
-                info = vol.info()
                 key = f"volume:{name}"  # the key of an attached volume comes from its server (_key_volumes)
                 vattrs = {"size_gb": round(info[1] / 2**30, 3), "path": f"{base}/{name}"}
                 yield ObservedResource("volume", key, self.backend.id, name, vattrs["path"], vattrs, managed)
@@ -282,10 +300,9 @@ class LibvirtProvider:
 
     def _observe_domains(self, conn: libvirt.virConnect) -> Iterator[ObservedResource]:
         """Running or not comes with the XML (libvirt writes the id of an active domain only): no second listing."""
-        for dom in conn.listAllDomains(0):
-            name = dom.name()
-            if name.startswith(NAME_PREFIX):
-                yield self._identified("server", name, mapping.parse_domain(dom.XMLDesc(0)))
+        doms = [dom for dom in conn.listAllDomains(0) if dom.name().startswith(NAME_PREFIX)]
+        for dom, attrs in zip(doms, _read_all(lambda d: mapping.parse_domain(d.XMLDesc(0)), doms), strict=True):
+            yield self._identified("server", dom.name(), attrs)
 
     def _identified(self, kind: str, name: str, attrs: dict[str, Any]) -> ObservedResource:
         """A network or domain keyed by its dcctl metadata when it is this inventory's, else foreign (unmanaged)."""

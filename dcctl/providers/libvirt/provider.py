@@ -255,12 +255,12 @@ class LibvirtProvider:
     def observe(self) -> list[ObservedResource]:
         """One list call per kind; XML is read only for objects with dcctl's name prefix. Objects with that prefix
         but without this inventory's metadata come back with ``managed=False``: seen, never touched."""
-        out: list[ObservedResource] = []
-        with self.conns.get() as conn:
+        with self.conns.get() as conn, ThreadPoolExecutor(1, thread_name_prefix="libvirt-observe") as aside:
             try:
-                out.extend(self._observe_pool(conn))
-                out.extend(self._observe_networks(conn))
-                out.extend(self._observe_domains(conn))
+                # storage and networks beside the domains (the longest list): each side has its reads in flight
+                storage = aside.submit(lambda: [*self._observe_pool(conn), *self._observe_networks(conn)])
+                domains = list(self._observe_domains(conn))
+                out = storage.result() + domains
             except libvirt.libvirtError as exc:
                 raise translate(exc, f"observing {self.backend.id}") from None
         return _key_volumes(out)

@@ -422,3 +422,35 @@ def test_parallelism_bounds_the_changes_in_flight(
     inv = write_inventory(tmp_path / "cli")
     assert main(["apply", str(inv), "--yes", "--parallelism", "1", "--state", new_state()]) == 0
     assert peak == [1]
+
+
+def test_observe_reads_side_by_side_and_pairs_each_answer_with_its_object(
+    tmp_path: Path, state_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Domain XML and volume info are read several calls at a time: every answer must come back to its own object
+    (a domain paired with another's XML would look foreign, a root disk paired with a data disk's size resized)."""
+    monkeypatch.setattr(provider_module, "OBSERVE_READS", 2)  # 4 domains and 8 volumes: both go the parallel way
+    with Session(write_inventory(tmp_path, count=4, anti_affinity=False), state_path=state_url) as s:
+        assert s.apply(s.plan()).ok
+        assert not s.plan().has_changes
+        observed = s.observe()["sy-kvm1"].resources
+        servers = {r.name: r for r in observed if r.kind == "server"}
+        assert sorted(servers) == [f"dcctl-portal-web-{n}" for n in range(1, 5)]
+        assert all(r.managed and r.key == f"server:portal/web/{r.name[-1]}" for r in servers.values())
+        sizes = {r.name: r.attrs["size_gb"] for r in observed if r.kind == "volume"}
+        assert sizes == {
+            f"dcctl-portal-web-{n}-{d}.qcow2": gb for n in range(1, 5) for d, gb in (("root", 1), ("data", 2))
+        }
+
+
+def test_parallel_reads_keep_the_order_and_raise_the_first_error() -> None:
+    items = list(range(5 * provider_module.OBSERVE_READS + 3))
+    assert provider_module._read_all(lambda i: i * i, items) == [i * i for i in items]
+
+    def fails_on_seven(i: int) -> int:
+        if i == 7:
+            raise libvirt.libvirtError("gone")
+        return i
+
+    with pytest.raises(libvirt.libvirtError):
+        provider_module._read_all(fails_on_seven, items)

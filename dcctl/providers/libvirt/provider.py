@@ -67,12 +67,16 @@ def _start_event_loop_once() -> None:
     threading.Thread(target=run, name="libvirt-events", daemon=True).start()
 
 
+def _transport(uri: str) -> str:
+    """A libvirt URI's transport: ``qemu+libssh://…`` → ``libssh``; none written (``qemu:///system``) → ``""``."""
+    return urllib.parse.urlsplit(uri).scheme.partition("+")[2]
+
+
 def _over_network(uri: str) -> bool:
     """Whether a libvirt URI reaches its daemon over a network (ssh, libssh, tls, tcp, …; a host name alone means
     tls) rather than through a local socket (``qemu:///system``, ``test+unix:///default``) or in-process."""
-    parts = urllib.parse.urlsplit(uri)
-    transport = parts.scheme.partition("+")[2]
-    return transport not in ("", "unix") or (not transport and bool(parts.hostname))
+    transport = _transport(uri)
+    return transport not in ("", "unix") or (not transport and bool(urllib.parse.urlsplit(uri).hostname))
 
 
 def open_connection(uri: str) -> libvirt.virConnect:
@@ -204,25 +208,29 @@ def _key_volumes(observed: list[ObservedResource]) -> list[ObservedResource]:
 
 #: reads in flight on one connection while observing. libvirtd works on several calls of one client at once (up to
 #: its max_client_requests, 5 by default): on the test driver, 1,000 domains' XML took 0.125 s one call at a time,
-#: 0.068 s four at a time, and a whole observe of them (2,000 calls) 0.38 → 0.28 s; over SSH it hides round trips
+#: 0.068 s four at a time, and a whole observe of them (2,000 calls) 0.38 → 0.28 s.
 OBSERVE_READS = 4
+#: transports on which calls go one at a time: libvirt 9.0's libssh client stalls 5-10 s (a keepalive tick) when
+#: replies to calls in flight together arrive back to back (measured on the lab: 40 domains' XML four at a time, a
+#: stall in 4 of 5 rounds; over OpenSSH, ``qemu+ssh``, none); libssh2 buffers the same way
+SERIAL_TRANSPORTS = frozenset({"libssh", "libssh2"})
 
 _T = TypeVar("_T")
 _R = TypeVar("_R")
 
 
-def _read_all(read: Callable[[_T], _R], items: list[_T]) -> list[_R]:
-    """``read(item)`` for every item, OBSERVE_READS calls in flight, results in the items' order; the first error
+def _read_all(read: Callable[[_T], _R], items: list[_T], readers: int) -> list[_R]:
+    """``read(item)`` for every item, ``readers`` calls in flight, results in the items' order; the first error
     raised is raised here."""
-    if len(items) < 2 * OBSERVE_READS:
+    if readers < 2 or len(items) < 2 * readers:
         return [read(item) for item in items]
     out: list[Any] = [None] * len(items)
 
-    def read_slice(first: int) -> None:  # every OBSERVE_READS-th item: one task per reader, not a future per call
-        out[first::OBSERVE_READS] = [read(item) for item in items[first::OBSERVE_READS]]
+    def read_slice(first: int) -> None:  # every readers-th item: one task per reader, not a future per call
+        out[first::readers] = [read(item) for item in items[first::readers]]
 
-    with ThreadPoolExecutor(OBSERVE_READS, thread_name_prefix="libvirt-observe") as pool:
-        list(pool.map(read_slice, range(OBSERVE_READS)))  # list(): the first error is raised here
+    with ThreadPoolExecutor(readers, thread_name_prefix="libvirt-observe") as pool:
+        list(pool.map(read_slice, range(readers)))  # list(): the first error is raised here
     return out
 
 
@@ -243,6 +251,8 @@ class LibvirtProvider:
         size = 1 if backend.uri.startswith("test:") else concurrency
         self.conns = _Connections(backend.uri, size)
         self.concurrency = concurrency
+        #: calls in flight on the connection while observing
+        self.readers = 1 if _transport(backend.uri) in SERIAL_TRANSPORTS else OBSERVE_READS
         #: dcctl's pool per connection (a handle names the pool by its name and UUID, both dcctl's: it outlives a
         #: redefinition of the pool)
         self._pools: dict[libvirt.virConnect, libvirt.virStoragePool] = {}
@@ -257,10 +267,12 @@ class LibvirtProvider:
         but without this inventory's metadata come back with ``managed=False``: seen, never touched."""
         with self.conns.get() as conn, ThreadPoolExecutor(1, thread_name_prefix="libvirt-observe") as aside:
             try:
-                # storage and networks beside the domains (the longest list): each side has its reads in flight
-                storage = aside.submit(lambda: [*self._observe_pool(conn), *self._observe_networks(conn)])
-                domains = list(self._observe_domains(conn))
-                out = storage.result() + domains
+                if self.readers > 1:  # storage and networks beside the domains (the longest list)
+                    storage = aside.submit(self._observe_storage, conn)
+                    domains = list(self._observe_domains(conn))
+                    out = storage.result() + domains
+                else:
+                    out = self._observe_storage(conn) + list(self._observe_domains(conn))
             except libvirt.libvirtError as exc:
                 raise translate(exc, f"observing {self.backend.id}") from None
         return _key_volumes(out)
@@ -273,6 +285,9 @@ class LibvirtProvider:
         if meta.get("province") != self.province or meta.get("backend") != self.backend.id or not key:
             return False
         return uuid == stable_uuid(self.province, meta.get("uuid-backend") or self.backend.id, key)
+
+    def _observe_storage(self, conn: libvirt.virConnect) -> list[ObservedResource]:
+        return [*self._observe_pool(conn), *self._observe_networks(conn)]
 
     def _observe_pool(self, conn: libvirt.virConnect) -> Iterator[ObservedResource]:
         pool_key = f"backend:{self.backend.id}/pool"
@@ -289,7 +304,7 @@ class LibvirtProvider:
             pool.refresh(0)
             base = attrs["path"].rstrip("/")
             vols = [vol for vol in pool.listAllVolumes(0) if vol.name().startswith(NAME_PREFIX)]
-            for vol, info in zip(vols, _read_all(lambda v: v.info(), vols), strict=True):
+            for vol, info in zip(vols, _read_all(lambda v: v.info(), vols, self.readers), strict=True):
                 name = vol.name()
                 key = f"volume:{name}"  # the key of an attached volume comes from its server (_key_volumes)
                 vattrs = {"size_gb": round(info[1] / 2**30, 3), "path": f"{base}/{name}"}
@@ -307,7 +322,8 @@ class LibvirtProvider:
     def _observe_domains(self, conn: libvirt.virConnect) -> Iterator[ObservedResource]:
         """Running or not comes with the XML (libvirt writes the id of an active domain only): no second listing."""
         doms = [dom for dom in conn.listAllDomains(0) if dom.name().startswith(NAME_PREFIX)]
-        for dom, attrs in zip(doms, _read_all(lambda d: mapping.parse_domain(d.XMLDesc(0)), doms), strict=True):
+        found = _read_all(lambda d: mapping.parse_domain(d.XMLDesc(0)), doms, self.readers)
+        for dom, attrs in zip(doms, found, strict=True):
             yield self._identified("server", dom.name(), attrs)
 
     def _identified(self, kind: str, name: str, attrs: dict[str, Any]) -> ObservedResource:

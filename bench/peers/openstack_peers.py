@@ -11,6 +11,11 @@ Appends JSON lines to bench/peers/out/results.jsonl.
 - dcctl runs its CLI on an inventory of one tenancy (its own project, quotas, network, subnet, security group) with N
   servers in one soft-anti-affinity group, the flavor and image included: `apply` (create), `apply` again (re-run),
   `destroy` (delete). dcctl's timed runs also make the project, quotas, flavor and image; Ansible's do not.
+- Each timed step, of either tool, starts after SETTLE_S seconds without a run: the cloud finishes what the previous
+  step left it doing (port bindings, nova's periodic tasks, cinder's and neutron's reports), which otherwise lands on
+  the next step's clock — on a seconds-long no-op far more than on a minutes-long one.
+- Before dcctl's first repetition an untimed `destroy` with a fresh state removes what an earlier run may have left
+  (dcctl finds its objects by their marks): a timed create must start from nothing.
 """
 
 from __future__ import annotations
@@ -156,6 +161,7 @@ def ansible_run(playbook: str, n: int, clouds: Path) -> tuple[float, subprocess.
         f"n={n}",
         str(HERE / "playbooks" / playbook),
     ]
+    time.sleep(SETTLE_S)
     t = time.perf_counter()
     p = subprocess.run(cmd, capture_output=True, text=True, env=env)  # noqa: PLW1510
     wall = time.perf_counter() - t
@@ -178,7 +184,12 @@ def dcctl_inventory(n: int) -> Path:
     )
 
 
+#: seconds without a run before each timed step (both tools)
+SETTLE_S = 10
+
+
 def dcctl_run(args: list[str]) -> tuple[float, subprocess.CompletedProcess]:
+    time.sleep(SETTLE_S)
     t = time.perf_counter()
     p = subprocess.run([str(DCCTL), *args], capture_output=True, text=True)  # noqa: PLW1510
     return time.perf_counter() - t, p
@@ -195,6 +206,11 @@ def main() -> None:
     if "dcctl" in tools:
         inv = dcctl_inventory(a.n)
         state = WORK / "dcctl-os-state.db"
+        state.unlink(missing_ok=True)
+        left = subprocess.run(  # noqa: PLW1510
+            [str(DCCTL), "destroy", str(inv), "--yes", "--state", str(state)], capture_output=True, text=True
+        )
+        record({"tool": "dcctl", "backend": "openstack", "step": "pre-clean", "output_tail": left.stdout[-300:]})
         for rep in range(a.reps):
             state.unlink(missing_ok=True)
             for step, args in (

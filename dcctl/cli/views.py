@@ -84,7 +84,12 @@ class ProgressPrinter:
                     f" … {outcome} {event.seconds:.1f}s" + (f": {event.message}" if event.message else ""),
                     err=True,
                 )
-            elif event.kind in (EventKind.CHANGE_RETRY, EventKind.LOCK_TAKEN_OVER, EventKind.CHANGE_SKIPPED):
+            elif event.kind in (
+                EventKind.CHANGE_RETRY,
+                EventKind.LOCK_TAKEN_OVER,
+                EventKind.CHANGE_SKIPPED,
+                EventKind.WAITING,
+            ):
                 name = event.change.name if event.change else ""
                 typer.echo(f"      {name} {event.message}".rstrip(), err=True)
 

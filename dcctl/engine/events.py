@@ -17,6 +17,7 @@ class EventKind(enum.StrEnum):
     CHANGE_FINISHED = "change_finished"
     CHANGE_SKIPPED = "change_skipped"
     LOCK_TAKEN_OVER = "lock_taken_over"
+    WAITING = "waiting"
 
 
 @dataclass(frozen=True)

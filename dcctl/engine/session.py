@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -20,6 +22,9 @@ from dcctl.providers import provider_for
 from dcctl.providers.base import Provider, ProviderError
 from dcctl.state import open_store
 from dcctl.state.store import Store
+
+#: how long after a killed run's last step its requests may still land on a backend (observe waits that long)
+LANDING_S = 10.0
 
 
 class StalePlanError(DcctlError):
@@ -71,6 +76,7 @@ class Session:
         self.events = events
         self.concurrency = concurrency
         self._providers: dict[str, Provider] | None = None
+        self._landed = False  # a dead run's requests waited for (once per session)
 
     def __enter__(self) -> Session:
         return self
@@ -102,7 +108,24 @@ class Session:
             self._providers = chosen
         return self._providers
 
+    def _let_a_dead_runs_requests_land(self) -> None:
+        """A run killed mid-request leaves requests a backend may still carry out after it died (measured: a cinder
+        volume create landed 1.3 s after the kill; the re-run had observed before it, and made a second). Observing
+        waits until LANDING_S have passed since such a run's last step, once per session."""
+        if self._landed:
+            return
+        self._landed = True
+        last = self.store.last_step_of_a_dead_run()
+        if last is None:
+            return
+        left = LANDING_S - (datetime.now(UTC) - datetime.fromisoformat(last)).total_seconds()
+        if left > 0:
+            message = f"an interrupted run's last requests may still land: waiting {left:.0f}s"
+            self.events(Event(EventKind.WAITING, message=message))
+            time.sleep(left)
+
     def observe(self) -> dict[str, Observation]:
+        self._let_a_dead_runs_requests_land()
         observations = observe_all(self.providers(), self.concurrency * 2)
         self.events(Event(EventKind.OBSERVED, message=f"observed {len(observations)} backends"))
         return observations

@@ -368,6 +368,17 @@ class Store:
                 (run_id, backend, key, kind, name, action, phase, error or None, now()),
             )
 
+    def last_step_of_a_dead_run(self) -> str | None:
+        """When (ISO time) the newest journal entry of a run that never finished, and whose process is gone or on
+        another machine, was written: its last requests may still be landing on a backend. None if there is none."""
+        rows = self.db.execute(
+            'SELECT r."user", r.host, r.pid, r.command, MAX(j.at) FROM runs r JOIN journal j ON j.run_id = r.id '
+            'WHERE r.finished_at IS NULL GROUP BY r.id, r."user", r.host, r.pid, r.command '
+            "ORDER BY MAX(j.at) DESC LIMIT 20"
+        )
+        dead = [r[4] for r in rows if Holder(str(r[0]), str(r[1]), int(r[2]), str(r[3])).alive() is not True]
+        return max(dead, default=None)
+
     def journal_of(self, run_id: int) -> list[tuple[str, str, str, str]]:
         rows = self.db.execute(
             "SELECT key, action, phase, COALESCE(error, '') FROM journal WHERE run_id = ? ORDER BY id", (run_id,)

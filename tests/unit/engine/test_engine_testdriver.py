@@ -5,6 +5,8 @@ from __future__ import annotations
 import collections
 import json
 import os
+import socket
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -17,8 +19,9 @@ import yaml
 
 from dcctl.cli.app import main
 from dcctl.engine import apply as apply_module
+from dcctl.engine import session as session_module
 from dcctl.engine.apply import PARALLELISM
-from dcctl.engine.events import Event
+from dcctl.engine.events import Event, EventKind
 from dcctl.engine.retry import RetryPolicy
 from dcctl.engine.session import Session, StalePlanError
 from dcctl.errors import UsageError
@@ -475,3 +478,35 @@ def test_calls_go_one_at_a_time_over_libssh(uri: str, readers: int) -> None:
         {"id": "h", "type": "libvirt", "uri": uri, "zones": ["extranet"], "level": 3, "capacity": capacity}
     )
     assert LibvirtProvider(backend, "p").readers == readers
+
+
+def test_observe_waits_for_the_last_requests_of_a_run_that_died(
+    session: Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run killed mid-request leaves requests a backend may carry out after it died: the next observe waits until
+    LANDING_S have passed since that run's last step (once per session); a finished or living run makes no wait."""
+    dead = subprocess.Popen(["true"])
+    dead.wait()  # a process id that no longer runs
+    monkeypatch.setattr(session_module, "LANDING_S", 2.0)
+    seen: list[Event] = []
+    session.events = seen.append
+    store = session.store
+    finished = store.start_run("apply", "inv", None, Holder("u", socket.gethostname(), dead.pid, "apply"))
+    store.journal(finished, "sy-kvm1", "server:portal/web/1", "server", "n", "create", "started")
+    store.finish_run(finished, "ok")
+    living = store.start_run("apply", "inv", None, Holder.me("apply"))
+    store.journal(living, "sy-kvm1", "server:portal/web/1", "server", "n", "create", "started")
+    started = time.monotonic()
+    session.observe()
+    assert time.monotonic() - started < 0.9 and not [e for e in seen if e.kind is EventKind.WAITING]
+
+    session._landed = False  # a new session, as far as the wait goes
+    killed = store.start_run("apply", "inv", None, Holder("u", socket.gethostname(), dead.pid, "apply"))
+    store.journal(killed, "sy-kvm1", "server:portal/web/2", "server", "n", "create", "started")
+    started = time.monotonic()
+    session.observe()
+    assert time.monotonic() - started >= 0.9  # the journal keeps whole seconds: 1-2 s of the 2 s were left
+    assert [e.kind for e in seen].count(EventKind.WAITING) == 1
+    started = time.monotonic()
+    session.observe()
+    assert time.monotonic() - started < 0.9  # once per session

@@ -43,6 +43,8 @@ ANSIBLE_VENV = Path(os.environ.get("ANSIBLE_VENV", "/var/lib/dcctl-bench/ansible
 DCCTL = ROOT / ".venv" / "bin" / "dcctl"
 OUT = HERE / "out" / "results.jsonl"
 CLOUD = os.environ.get("DCCTL_BENCH_CLOUD", "dcctl-lab-admin")
+#: seconds without a run before each timed step (both tools)
+SETTLE_S = 10
 PROJECT, USER, FLAVOR, IMAGE = "peerbench-ans", "peerbench-ans", "peerbench-ans-tiny", "peerbench-ans-disk"
 
 
@@ -182,10 +184,6 @@ def dcctl_inventory(n: int) -> Path:
         storage_gb=2 * n,
         cidr=lambda _: "198.18.91.0/24",
     )
-
-
-#: seconds without a run before each timed step (both tools)
-SETTLE_S = 10
 
 
 def dcctl_run(args: list[str]) -> tuple[float, subprocess.CompletedProcess]:

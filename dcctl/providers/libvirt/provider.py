@@ -128,8 +128,8 @@ def translate(exc: libvirt.libvirtError, what: str) -> ProviderError:
 
 
 class _Connections:
-    """A small pool of connections to one host: libvirtd works on only a few calls of one connection at once (its
-    max_client_requests, 5 by default), and parallel changes make long calls (create, start, wait)."""
+    """A small pool of connections to one host, one per change in flight: a change's calls can be long (create,
+    start, a wait), and libvirtd works on only a few calls of one connection at once (max_client_requests, 5)."""
 
     def __init__(self, uri: str, size: int) -> None:
         self.uri = uri
@@ -265,12 +265,13 @@ class LibvirtProvider:
     def observe(self) -> list[ObservedResource]:
         """One list call per kind; XML is read only for objects with dcctl's name prefix. Objects with that prefix
         but without this inventory's metadata come back with ``managed=False``: seen, never touched."""
-        with self.conns.get() as conn, ThreadPoolExecutor(1, thread_name_prefix="libvirt-observe") as aside:
+        with self.conns.get() as conn:
             try:
                 if self.readers > 1:  # storage and networks beside the domains (the longest list)
-                    storage = aside.submit(self._observe_storage, conn)
-                    domains = list(self._observe_domains(conn))
-                    out = storage.result() + domains
+                    with ThreadPoolExecutor(1, thread_name_prefix="libvirt-observe") as aside:
+                        storage = aside.submit(self._observe_storage, conn)
+                        domains = list(self._observe_domains(conn))
+                        out = storage.result() + domains
                 else:
                     out = self._observe_storage(conn) + list(self._observe_domains(conn))
             except libvirt.libvirtError as exc:

@@ -460,6 +460,14 @@ def test_parallel_reads_keep_the_order_and_raise_the_first_error() -> None:
         provider_module._read_all(fails_on_seven, items, 4)
 
 
+def test_parallel_readers_share_one_cpu_and_leave_the_callers_affinity_alone() -> None:
+    """The readers of one connection run on one CPU (cheap reply hand-offs); the calling thread keeps its own."""
+    before = os.sched_getaffinity(0)
+    seen = provider_module._read_all(lambda _: frozenset(os.sched_getaffinity(0)), list(range(16)), 4)
+    assert set(seen) == {frozenset({min(before)})}
+    assert os.sched_getaffinity(0) == before
+
+
 @pytest.mark.parametrize(
     ("uri", "readers"),
     [

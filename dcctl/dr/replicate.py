@@ -4,7 +4,8 @@ For each server of a protected workload, on its host:
 
 1. **Point.** A libvirt push backup with a new checkpoint captures every disk at one instant: the whole disk the first
    time, then only the blocks changed since the previous good point's checkpoint (QEMU dirty bitmaps). The backup
-   lands in a staging file on the source host: a qcow2 holding just those clusters.
+   lands in a staging file on the source host: a qcow2 holding just those clusters, in memory (/dev/shm) when it fits
+   in a share of the host's free memory, else on disk (the backend's ``dr_staging`` can also fix the place).
 2. **Ship.** The source host streams that file straight to the DR host over OpenSSH (the DR backend's key and
    known_hosts; host keys verified), appending to a ``.part`` file; an interrupted transfer resumes at the bytes
    already there.
@@ -97,8 +98,29 @@ def dr_backend_for(inv: Inventory, tenancy: Tenancy, workload: Workload) -> Libv
     return sorted(candidates, key=lambda b: b.id)[0]
 
 
-def staging_path(source: LibvirtBackend, server: str, disk: str, point_set: str) -> str:
-    return f"{source.dr_path.rstrip('/')}/staging/{server}/{disk}-{point_set}.qcow2"
+#: the memory staging area of every source host (tmpfs on every Linux)
+MEMORY_STAGING = "/dev/shm/dcctl-staging"
+#: ``dr_staging: auto`` stages a point in memory when it needs at most this share of the host's available memory
+MEMORY_SHARE = 0.125
+#: room a staging qcow2 needs beyond its data (header, tables), per disk
+QCOW2_SLACK = 16 * 2**20
+
+
+def staging_path(source: LibvirtBackend, server: str, disk: str, point_set: str, place: str = "disk") -> str:
+    """Where a point of one disk waits on its source host: ``place`` is memory or disk."""
+    root = MEMORY_STAGING if place == "memory" else f"{source.dr_path.rstrip('/')}/staging"
+    return f"{root}/{server}/{disk}-{point_set}.qcow2"
+
+
+def staging_place(mode: str, point_bytes: int, disks: int, memory_free: int) -> str:
+    """memory or disk, for a point of at most ``point_bytes`` of data on ``disks`` disks. ``memory_free``: what
+    memory staging may take on the host (the least of its available memory's share and the room in /dev/shm).
+
+    Memory spares the host's disks a write and a read of every point, and the stream no longer races the write-back
+    of the file it reads (measured on the lab, whose hosts share one disk: see bench/RESULTS.md)."""
+    if mode != "auto":
+        return mode
+    return "memory" if point_bytes + disks * QCOW2_SLACK <= memory_free else "disk"
 
 
 def replica_dir(target: LibvirtBackend, workload: str, server: str, disk: str) -> str:
@@ -180,15 +202,17 @@ class Replicator:
         for d in catalog.disk_points(self.store, self.workload.id, status="pending"):
             if d.server != server.name:
                 continue
-            staged = staging_path(server.source, d.server, d.disk, d.point_set)
-            rc, out, _ = src.run(f"stat -c %s {q(staged)}", check=False)
-            if rc != 0:
+            places = [staging_path(server.source, d.server, d.disk, d.point_set, p) for p in ("memory", "disk")]
+            _, out, _ = src.run(f"stat -c '%s %n' {' '.join(q(p) for p in places)} 2>/dev/null", check=False)
+            found = out.split("\n", 1)[0].split(" ", 1)
+            if len(found) != 2:  # memory staging does not survive a reboot of the host; a disk can fail
                 catalog.mark_point(self.store, d.id, "failed")
                 self.progress(f"{d.server}/{d.disk}: point {d.point_set} lost its staging file; marked failed")
                 continue
+            size, staged = int(found[0]), found[1]
             self.progress(f"{d.server}/{d.disk}: resuming the transfer of point {d.point_set}")
             stream_ready.result()
-            self._ship_and_verify(server, d.id, staged, int(out), d.target_path, d.parent_id, src, dst)
+            self._ship_and_verify(server, d.id, staged, size, d.target_path, d.parent_id, src, dst)
 
     def _take_and_ship(
         self,
@@ -213,11 +237,16 @@ class Replicator:
         incremental = base if base in existing and all(disk.target in parents for disk in disks) else None
         kind = "incremental" if incremental else "full"
         checkpoint = f"dcctl-{point_set}"
-        targets = {disk.target: staging_path(server.source, server.name, disk.target, point_set) for disk in disks}
+        place = self._staging_place(server, host, src, [disk.target for disk in disks], incremental)
+        targets = {d.target: staging_path(server.source, server.name, d.target, point_set, place) for d in disks}
         src.run("mkdir -p " + " ".join(q(str(PurePosixPath(p).parent)) for p in targets.values()))
-        self.progress(f"{server.name}: {kind} point {point_set} ({', '.join(targets)})")
+        self.progress(f"{server.name}: {kind} point {point_set} ({', '.join(targets)}; staged in {place})")
         taken_at = now()
-        host.backup(server.name, targets, checkpoint, incremental, deadline)
+        try:
+            host.backup(server.name, targets, checkpoint, incremental, deadline)
+        except (ProviderError, DcctlError):
+            src.run("rm -f " + " ".join(q(p) for p in targets.values()), check=False)  # no point: no staging left
+            raise
         stream_ready.result()
 
         def ship(disk: Disk) -> tuple[int, Shipment]:
@@ -252,6 +281,28 @@ class Replicator:
                 changed_total += changed
                 shipped += shipment
         return kind, changed_total, shipped
+
+    def _staging_place(
+        self, server: ProtectedServer, host: DrHost, src: Ssh, disks: list[str], since: str | None
+    ) -> str:
+        mode = server.source.dr_staging
+        if mode != "auto":
+            return mode
+        _, out, _ = src.run(
+            "awk '/^MemAvailable:/ {print $2}' /proc/meminfo; "  # kB
+            f"mkdir -p {MEMORY_STAGING} && df -B1 --output=avail {MEMORY_STAGING} | tail -n 1",
+            check=False,
+        )
+        try:
+            available_kb, room = (int(n) for n in out.split())
+        except ValueError:  # no /proc/meminfo or no /dev/shm: a host to stage on disk
+            return "disk"
+        return staging_place(
+            mode,
+            host.point_bytes(server.name, disks, since),
+            len(disks),
+            min(int(available_kb * 1024 * MEMORY_SHARE), room),
+        )
 
     def _last_good_checkpoint(self, server: str) -> str | None:
         good = [d for d in catalog.disk_points(self.store, self.workload.id, status="good") if d.server == server]
@@ -296,6 +347,7 @@ class Replicator:
         want, got = digests(src, staged, dst, part, timeout=digest_timeout)
         if got != want:
             dst.run(f"rm -f {q(part)}")
+            src.run(f"rm -f {q(staged)}", check=False)  # the point is given up: its staging goes too
             catalog.mark_point(self.store, point_id, "failed")
             raise ProviderTransferError(
                 f"checksum mismatch for {PurePosixPath(target_path).name}: source {want[:12]}…, replica {got[:12]}…",

@@ -260,6 +260,12 @@ class LibvirtBackend(BackendBase):
         "/var/lib/libvirt/dcctl-dr",
         description="directory on the host for DR staging (a source) or replicas (a DR site backend)",
     )
+    dr_staging: Literal["auto", "memory", "disk"] = Field(
+        "auto",
+        description="where a DR point waits on its source host until it has shipped: memory (/dev/shm) spares the "
+        "host's disks a write and a read; disk is dr_path; auto takes memory when the point fits in an eighth of the "
+        "host's available memory",
+    )
 
 
 Backend = Annotated[OpenStackBackend | LibvirtBackend, Field(discriminator="type")]

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from dcctl.dr.replicate import MEMORY_STAGING
 from tests.conftest import ROOT
 from tests.integration.conftest import Lab, dcctl
 from tests.integration.guest import shell
@@ -51,6 +52,11 @@ def dr_root(lab: Lab) -> Path:
 
 def guest(lab: Lab, host: str, name: str, command: str) -> str:
     return shell(Path(lab.hosts[host]["srv_root_view"]) / "console" / f"{name}.ttyS1.sock", command)
+
+
+def staged_files(lab: Lab) -> list[Path]:
+    """Staging files on the city host, in memory and on disk."""
+    return [*Path(MEMORY_STAGING).rglob("*.qcow2"), *(city(lab) / "dr" / "staging").rglob("*.qcow2")]
 
 
 def region_sha(lab: Lab, host: str, name: str, skip_mib: int, count_mib: int) -> str:
@@ -114,9 +120,27 @@ def test_data_written_in_a_running_guest_is_replicated(applied: None, lab: Lab, 
     assert 20 * MiB <= servers[WEB1]["changed_bytes"] <= 21 * MiB
     assert servers[WEB1]["shipped_bytes"] <= 1.05 * servers[WEB1]["changed_bytes"] + 2 * MiB  # qcow2 metadata
     assert replica_region_sha(lab, WEB1, 0, 20) == written
+    assert f"{WEB1}: incremental point" in result.stderr and "staged in memory" in result.stderr  # auto: it fits
+    assert staged_files(lab) == []  # a shipped point leaves no staging behind
     status = json.loads(run(work, "dr", "status", str(work / "inv"), "--json", check=True).stdout)
     [row] = status["workloads"]
     assert row["rpo_breached"] is False and row["chain_length"] == 2 and row["shipped_bytes"] > 20 * MiB
+
+
+def test_a_backend_told_to_stage_on_disk_does(applied: None, lab: Lab, work: Path) -> None:
+    inventory = work / "inv" / "shenyang.yaml"
+    original = inventory.read_text()
+    inventory.write_text(
+        original.replace("dr_path: /srv/dcctl/dr\n", "dr_path: /srv/dcctl/dr\n        dr_staging: disk\n", 1)
+    )
+    try:
+        written = write_region(lab, "city", WEB1, 40, 10)
+        result = run(work, "dr", "replicate", str(work / "inv"), check=True)
+    finally:
+        inventory.write_text(original)
+    assert "staged in disk" in result.stderr and "staged in memory" not in result.stderr
+    assert replica_region_sha(lab, WEB1, 40, 10) == written
+    assert staged_files(lab) == []
 
 
 def test_a_link_cut_mid_transfer_is_resumed(applied: None, lab: Lab, work: Path) -> None:
@@ -172,6 +196,7 @@ def test_a_link_cut_mid_transfer_is_resumed(applied: None, lab: Lab, work: Path)
     assert "resuming the transfer" in again.stderr
     assert not list((dr_root(lab) / WEB1 / "vdb").glob("*.part"))
     assert replica_region_sha(lab, WEB1, 100, 120) == written
+    assert "staged in memory" in err and staged_files(lab) == []  # resumed from memory, then let go
 
 
 def test_drill_boots_the_replica_and_records_rto(applied: None, lab: Lab, work: Path) -> None:

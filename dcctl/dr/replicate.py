@@ -106,10 +106,14 @@ MEMORY_SHARE = 0.125
 QCOW2_SLACK = 16 * 2**20
 
 
-def staging_path(source: LibvirtBackend, server: str, disk: str, point_set: str, place: str = "disk") -> str:
-    """Where a point of one disk waits on its source host: ``place`` is memory or disk."""
+def staging_dir(source: LibvirtBackend, server: str, place: str = "disk") -> str:
+    """Where a server's points wait on its source host: ``place`` is memory or disk."""
     root = MEMORY_STAGING if place == "memory" else f"{source.dr_path.rstrip('/')}/staging"
-    return f"{root}/{server}/{disk}-{point_set}.qcow2"
+    return f"{root}/{server}"
+
+
+def staging_path(source: LibvirtBackend, server: str, disk: str, point_set: str, place: str = "disk") -> str:
+    return f"{staging_dir(source, server, place)}/{disk}-{point_set}.qcow2"
 
 
 def staging_place(mode: str, point_bytes: int, disks: int, memory_free: int) -> str:
@@ -159,6 +163,7 @@ class Replicator:
                 # the stream's connection (source host → DR host) is opened while the backup runs
                 stream_ready = background.submit(self._open_stream, server, src)
                 self._finish_pending(server, src, dst, stream_ready)
+                self._sweep_staging(server, src)
                 kind, changed, shipment = self._take_and_ship(server, host, src, dst, point_set, deadline, stream_ready)
                 self._prune_checkpoints(server, host)
                 self._retain(server, dst)
@@ -213,6 +218,22 @@ class Replicator:
             self.progress(f"{d.server}/{d.disk}: resuming the transfer of point {d.point_set}")
             stream_ready.result()
             self._ship_and_verify(server, d.id, staged, size, d.target_path, d.parent_id, src, dst)
+
+    def _sweep_staging(self, server: ProtectedServer, src: Ssh) -> None:
+        """Remove the server's staging files that no pending point owns. A run killed between QEMU's backup and the
+        catalog leaves one (in memory: until the host reboots). Safe under the workload's DR lock: no other run
+        stages for this server meanwhile."""
+        owned = {
+            PurePosixPath(staging_path(server.source, d.server, d.disk, d.point_set)).name
+            for d in catalog.disk_points(self.store, self.workload.id, status="pending")
+            if d.server == server.name
+        }
+        dirs = " ".join(q(staging_dir(server.source, server.name, place)) for place in ("memory", "disk"))
+        _, out, _ = src.run(f"find {dirs} -maxdepth 1 -name '*.qcow2' 2>/dev/null", check=False)
+        stale = [path for path in out.splitlines() if path and PurePosixPath(path).name not in owned]
+        if stale:
+            src.run("rm -f " + " ".join(q(path) for path in stale))
+            self.progress(f"{server.name}: removed {len(stale)} staging file(s) no point owns (left by a killed run)")
 
     def _take_and_ship(
         self,

@@ -3,8 +3,9 @@ fail over, fail back — each recorded in the catalog and the audit log."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from typing import Any
 
 from dcctl.dr import catalog
@@ -19,11 +20,13 @@ from dcctl.dr.replicate import (
     dr_backend_for,
     new_point_set,
 )
+from dcctl.engine.apply import take_locks
 from dcctl.engine.session import Session
 from dcctl.errors import DcctlError, UsageError
 from dcctl.inventory.model import LibvirtBackend, Workload
 from dcctl.plan.build import observe_all
 from dcctl.state.audit import AuditEvent, record
+from dcctl.state.store import Holder
 
 
 def protected_workloads(session: Session, only: Iterable[str] = ()) -> list[Workload]:
@@ -58,6 +61,22 @@ def protected_servers(session: Session, workloads: list[Workload]) -> dict[str, 
     return {w: sorted(servers, key=lambda s: s.key) for w, servers in found.items()}
 
 
+@contextmanager
+def _one_run_per_workload(
+    session: Session, workloads: Iterable[str], command: str, progress: Progress
+) -> Iterator[None]:
+    """The workloads' DR locks (``dr:<workload>``, in the state's lock table) for the run: a scheduled ``dr run``
+    and an operator's replicate, drill or failover of the same workload would otherwise take points of the same
+    disks, or resume the same transfer into the same part file, side by side. A dead run's lock is taken over."""
+    names = sorted({f"dr:{w}" for w in workloads})
+    holder = Holder.me(command)
+    take_locks(session.store, names, holder, None, lambda event: progress(event.message))
+    try:
+        yield
+    finally:
+        session.store.unlock(names, holder)
+
+
 def _audit(session: Session, action: str, target: str, ok: bool, detail: dict[str, Any]) -> None:
     record(
         session.store, AuditEvent(action=action, target=target, outcome="succeeded" if ok else "failed", detail=detail)
@@ -79,6 +98,11 @@ def replicate(
     A DR site that stops answering fails the server that found out; servers not yet started toward it are skipped
     (reported as such) rather than each waiting for it in turn."""
     chosen = [w for w in protected_workloads(session, workloads) if _runs_at_source(session, w, progress)]
+    with _one_run_per_workload(session, [w.id for w in chosen], "dr replicate", progress):
+        return _replicate(session, chosen, progress, parallel)
+
+
+def _replicate(session: Session, chosen: list[Workload], progress: Progress, parallel: int) -> list[ReplicationResult]:
     servers = protected_servers(session, chosen)
     results: list[ReplicationResult] = []
     jobs: list[tuple[ReplicationResult, Replicator, ProtectedServer, str]] = []
@@ -150,12 +174,13 @@ def recover(
 ) -> RecoveryResult:
     [workload] = protected_workloads(session, [workload_id])
     recovery = Recovery(session.inv, session.store, workload, progress=progress)
-    if kind == "drill":
-        result = recovery.drill()
-    elif kind == "failover":
-        result = recovery.failover(_sources(session, workload), planned=planned)
-    else:
-        result = recovery.failback(_sources(session, workload))
+    with _one_run_per_workload(session, [workload_id], f"dr {kind}", progress):
+        if kind == "drill":
+            result = recovery.drill()
+        elif kind == "failover":
+            result = recovery.failover(_sources(session, workload), planned=planned)
+        else:
+            result = recovery.failback(_sources(session, workload))
     _audit(
         session,
         f"dr.{kind}",

@@ -97,7 +97,7 @@ def apply_plan(
     backends = sorted({c.backend for c in pending})
     plan_digest = digest(plan.to_dict()["changes"])
     run_id = store.start_run(command, plan.inventory, plan_digest, holder)
-    _lock(store, backends, holder, run_id, events)
+    take_locks(store, backends, holder, run_id, events)
     result = ApplyResult(run_id)
     started = time.monotonic()
     failed: set[tuple[str, str]] = set()
@@ -150,8 +150,9 @@ def apply_plan(
     return result
 
 
-def _lock(store: Store, backends: list[str], holder: Holder, run_id: int, events: EventHandler) -> None:
-    """Take the locks; a lock left by a dead dcctl process on this machine is taken over (and said so)."""
+def take_locks(store: Store, backends: list[str], holder: Holder, run_id: int | None, events: EventHandler) -> None:
+    """Take the locks (backends, or ``dr:<workload>`` for DR work); a lock left by a dead dcctl process on this
+    machine is taken over (and said so)."""
     for backend, old in store.locks().items():
         if backend in backends and old.alive() is False:
             store.break_lock(backend)

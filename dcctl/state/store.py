@@ -439,7 +439,7 @@ class Store:
             if foreign:
                 backend, h = next(iter(sorted(foreign.items())))
                 raise StateLockedError(
-                    f"backend '{backend}' is locked by {h.describe()}"
+                    f"{lock_subject(backend)} is locked by {h.describe()}"
                     + (f" and {len(foreign) - 1} more" if len(foreign) > 1 else ""),
                     hint=_locked_hint(backend, h),
                 )
@@ -490,6 +490,11 @@ class Store:
         return {
             r[0]: Holder(r[1], r[2], int(r[3]), r[4], r[5], r[6]) for r in rows if backends is None or r[0] in backends
         }
+
+
+def lock_subject(name: str) -> str:
+    """What a lock guards, for people: a backend (apply, destroy) or a workload's DR work (``dr:<workload>``)."""
+    return f"DR work on workload '{name[3:]}'" if name.startswith("dr:") else f"backend '{name}'"
 
 
 def _locked_hint(backend: str, holder: Holder) -> str:

@@ -1,4 +1,5 @@
-"""`dcctl lock list | break`: see who holds backend locks, and clear one whose holder is gone."""
+"""`dcctl lock list | break`: see who holds backend locks (and workloads' DR locks, ``dr:<workload>``), and clear
+one whose holder is gone."""
 
 from __future__ import annotations
 
@@ -34,7 +35,7 @@ def list_locks(inventory: Inventory = Path(DEFAULT_INVENTORY), state: State = No
 
 @app.command("break")
 def break_lock(
-    backend: Annotated[str, typer.Argument(help="Backend id whose lock to clear.")],
+    backend: Annotated[str, typer.Argument(help="Backend id whose lock to clear, or dr:WORKLOAD for a DR run's.")],
     inventory: Inventory = Path(DEFAULT_INVENTORY),
     state: State = None,
     force: Annotated[bool, typer.Option("--force", help="Also clear a lock whose holder may still run.")] = False,

@@ -25,11 +25,13 @@ import secrets
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import PurePosixPath
 
 from dcctl.dr import catalog
+from dcctl.dr.links import Links
 from dcctl.dr.ssh import CONTROL_DIR, Ssh, SshTarget, q
 from dcctl.errors import DcctlError
 from dcctl.inventory import Inventory
@@ -128,6 +130,10 @@ def staging_place(mode: str, point_bytes: int, disks: int, memory_free: int) -> 
     return "memory" if point_bytes + disks * QCOW2_SLACK <= memory_free else "disk"
 
 
+#: seconds to wait for the DR site's SSH to answer (it serves every city: a silent one skips the rest of the run)
+DR_SITE_TIMEOUT = 10.0
+
+
 def replica_dir(target: LibvirtBackend, workload: str, server: str, disk: str) -> str:
     return f"{target.dr_path.rstrip('/')}/{workload}/{server}/{disk}"
 
@@ -152,20 +158,23 @@ class Replicator:
         self.timeout = timeout
 
     # --------------------------------------------------------------------------------------------- per server
-    def replicate(self, server: ProtectedServer, point_set: str) -> ServerResult:
+    def replicate(self, server: ProtectedServer, point_set: str, links: Links | None = None) -> ServerResult:
         """One point of one server, shipped and verified. Safe to call from several threads at once (one per
-        server): each call has its own SSH and libvirt connections, and the store serializes the catalog."""
+        server): they share the run's ``links`` (or each opens its own), and the store serializes the catalog."""
         started = time.monotonic()
         deadline = started + self.timeout
         result = ServerResult(server.name, ok=False, point_set=point_set)
         try:
-            src, dst, host = self._connect(server)
-            with src, dst, host, ThreadPoolExecutor(1) as background:
+            with Links() if links is None else nullcontext(links) as open_links, ThreadPoolExecutor(1) as background:
+                src, dst, host = self._connect(server, open_links)
                 # the stream's connection (source host → DR host) is opened while the backup runs
                 stream_ready = background.submit(self._open_stream, server, src)
-                self._finish_pending(server, src, dst, stream_ready)
-                self._sweep_staging(server, src)
-                kind, changed, shipment = self._take_and_ship(server, host, src, dst, point_set, deadline, stream_ready)
+                survey = self._survey(server, src)
+                self._sweep_staging(server, survey, src)
+                self._finish_pending(server, survey, src, dst, stream_ready)
+                kind, changed, shipment = self._take_and_ship(
+                    server, host, src, dst, point_set, deadline, stream_ready, survey
+                )
                 self._prune_checkpoints(server, host)
                 self._retain(server, dst)
             result = ServerResult(
@@ -177,22 +186,15 @@ class Replicator:
         result.seconds = time.monotonic() - started
         return result
 
-    def _connect(self, server: ProtectedServer) -> tuple[Ssh, Ssh, DrHost]:
-        """SSH to the source and to the DR host, libvirt on the source: opened at once; all or none."""
-        with ThreadPoolExecutor(3) as pool:
-            src = pool.submit(Ssh, SshTarget.from_uri(server.source.uri))
-            dst = pool.submit(Ssh, self.target_ssh, timeout=10)
-            host = pool.submit(DrHost, server.source)
-        failed = [f.exception() for f in (src, dst, host) if f.exception() is not None]
-        if failed:
-            for f in (src, dst, host):
-                if f.exception() is None:
-                    f.result().close()
-            exc = dst.exception()
-            if isinstance(exc, ProviderError):
-                raise ProviderTransferError(exc.message, hint=exc.hint, unreachable=True) from None
-            raise failed[0]  # type: ignore[misc]
-        return src.result(), dst.result(), host.result()
+    def _connect(self, server: ProtectedServer, links: Links) -> tuple[Ssh, Ssh, DrHost]:
+        """SSH to the source and to the DR host, libvirt on the source: the run's, opened at once."""
+        source = SshTarget.from_uri(server.source.uri)
+        links.prefetch(ssh=[(source, 15.0), (self.target_ssh, DR_SITE_TIMEOUT)], libvirt=[server.source])
+        try:
+            dst = links.ssh(self.target_ssh, timeout=DR_SITE_TIMEOUT)
+        except ProviderError as exc:
+            raise ProviderTransferError(exc.message, hint=exc.hint, unreachable=True) from None
+        return links.ssh(source), dst, links.libvirt(server.source)
 
     def _open_stream(self, server: ProtectedServer, src: Ssh) -> None:
         """Open (or reuse) the source host's shared connection to the DR host that the disk streams ride on. A
@@ -203,24 +205,25 @@ class Replicator:
     def _stream_command(self, server: ProtectedServer) -> list[str]:
         return self.target_ssh.openssh_command(shared_from=SshTarget.from_uri(server.source.uri).host)
 
-    def _finish_pending(self, server: ProtectedServer, src: Ssh, dst: Ssh, stream_ready: Future[None]) -> None:
-        """Points whose transfer was interrupted: resume them (or mark them failed if their staging file is gone)."""
-        for d in catalog.disk_points(self.store, self.workload.id, status="pending"):
-            if d.server != server.name:
-                continue
-            places = [staging_path(server.source, d.server, d.disk, d.point_set, p) for p in ("memory", "disk")]
-            _, out, _ = src.run(f"stat -c '%s %n' {' '.join(q(p) for p in places)} 2>/dev/null", check=False)
-            found = out.split("\n", 1)[0].split(" ", 1)
-            if len(found) != 2:  # memory staging does not survive a reboot of the host; a disk can fail
-                catalog.mark_point(self.store, d.id, "failed")
-                self.progress(f"{d.server}/{d.disk}: point {d.point_set} lost its staging file; marked failed")
-                continue
-            size, staged = int(found[0]), found[1]
-            self.progress(f"{d.server}/{d.disk}: resuming the transfer of point {d.point_set}")
-            stream_ready.result()
-            self._ship_and_verify(server, d.id, staged, size, d.target_path, d.parent_id, src, dst)
+    def _survey(self, server: ProtectedServer, src: Ssh) -> Survey:
+        """The server's staging files in either place and the room for memory staging, in one round trip."""
+        dirs = " ".join(q(staging_dir(server.source, server.name, place)) for place in ("memory", "disk"))
+        _, out, _ = src.run(
+            f"mkdir -p {q(staging_dir(server.source, server.name, 'memory'))}; "
+            f"find {dirs} -maxdepth 1 -name '*.qcow2' -printf '%s %p\\n' 2>/dev/null; echo --; "
+            "awk '/^MemAvailable:/ {print $2}' /proc/meminfo; "  # kB
+            f"df -B1 --output=avail {MEMORY_STAGING} | tail -n 1",
+            check=False,
+        )
+        listing, _, memory = out.partition("--\n")
+        staged = {path: int(size) for size, path in (line.split(" ", 1) for line in listing.splitlines() if line)}
+        try:
+            available_kb, room = (int(n) for n in memory.split())
+        except ValueError:  # no /proc/meminfo or no /dev/shm: a host to stage on disk
+            return Survey(staged, 0)
+        return Survey(staged, min(int(available_kb * 1024 * MEMORY_SHARE), room))
 
-    def _sweep_staging(self, server: ProtectedServer, src: Ssh) -> None:
+    def _sweep_staging(self, server: ProtectedServer, survey: Survey, src: Ssh) -> None:
         """Remove the server's staging files that no pending point owns. A run killed between QEMU's backup and the
         catalog leaves one (in memory: until the host reboots). Safe under the workload's DR lock: no other run
         stages for this server meanwhile."""
@@ -229,12 +232,29 @@ class Replicator:
             for d in catalog.disk_points(self.store, self.workload.id, status="pending")
             if d.server == server.name
         }
-        dirs = " ".join(q(staging_dir(server.source, server.name, place)) for place in ("memory", "disk"))
-        _, out, _ = src.run(f"find {dirs} -maxdepth 1 -name '*.qcow2' 2>/dev/null", check=False)
-        stale = [path for path in out.splitlines() if path and PurePosixPath(path).name not in owned]
+        stale = [path for path in survey.staged if PurePosixPath(path).name not in owned]
         if stale:
             src.run("rm -f " + " ".join(q(path) for path in stale))
+            for path in stale:
+                del survey.staged[path]
             self.progress(f"{server.name}: removed {len(stale)} staging file(s) no point owns (left by a killed run)")
+
+    def _finish_pending(
+        self, server: ProtectedServer, survey: Survey, src: Ssh, dst: Ssh, stream_ready: Future[None]
+    ) -> None:
+        """Points whose transfer was interrupted: resume them (or mark them failed if their staging file is gone)."""
+        for d in catalog.disk_points(self.store, self.workload.id, status="pending"):
+            if d.server != server.name:
+                continue
+            places = [staging_path(server.source, d.server, d.disk, d.point_set, p) for p in ("memory", "disk")]
+            staged = next((p for p in places if p in survey.staged), None)
+            if staged is None:  # memory staging does not survive a reboot of the host; a disk can fail
+                catalog.mark_point(self.store, d.id, "failed")
+                self.progress(f"{d.server}/{d.disk}: point {d.point_set} lost its staging file; marked failed")
+                continue
+            self.progress(f"{d.server}/{d.disk}: resuming the transfer of point {d.point_set}")
+            stream_ready.result()
+            self._ship_and_verify(server, d.id, staged, survey.staged[staged], d.target_path, d.parent_id, src, dst)
 
     def _take_and_ship(
         self,
@@ -245,6 +265,7 @@ class Replicator:
         point_set: str,
         deadline: float,
         stream_ready: Future[None],
+        survey: Survey,
     ) -> tuple[str, int, Shipment]:
         disks = host.disks(server.name)
         if not disks:
@@ -259,9 +280,15 @@ class Replicator:
         incremental = base if base in existing and all(disk.target in parents for disk in disks) else None
         kind = "incremental" if incremental else "full"
         checkpoint = f"dcctl-{point_set}"
-        place = self._staging_place(server, host, src, [disk.target for disk in disks], incremental)
+        place = staging_place(
+            server.source.dr_staging,
+            host.point_bytes(server.name, [disk.target for disk in disks], incremental),
+            len(disks),
+            survey.memory_free,
+        )
         targets = {d.target: staging_path(server.source, server.name, d.target, point_set, place) for d in disks}
-        src.run("mkdir -p " + " ".join(q(str(PurePosixPath(p).parent)) for p in targets.values()))
+        if place == "disk":  # the survey made the memory one
+            src.run(f"mkdir -p {q(staging_dir(server.source, server.name, place))}")
         self.progress(f"{server.name}: {kind} point {point_set} ({', '.join(targets)}; staged in {place})")
         taken_at = now()
         try:
@@ -303,28 +330,6 @@ class Replicator:
                 changed_total += changed
                 shipped += shipment
         return kind, changed_total, shipped
-
-    def _staging_place(
-        self, server: ProtectedServer, host: DrHost, src: Ssh, disks: list[str], since: str | None
-    ) -> str:
-        mode = server.source.dr_staging
-        if mode != "auto":
-            return mode
-        _, out, _ = src.run(
-            "awk '/^MemAvailable:/ {print $2}' /proc/meminfo; "  # kB
-            f"mkdir -p {MEMORY_STAGING} && df -B1 --output=avail {MEMORY_STAGING} | tail -n 1",
-            check=False,
-        )
-        try:
-            available_kb, room = (int(n) for n in out.split())
-        except ValueError:  # no /proc/meminfo or no /dev/shm: a host to stage on disk
-            return "disk"
-        return staging_place(
-            mode,
-            host.point_bytes(server.name, disks, since),
-            len(disks),
-            min(int(available_kb * 1024 * MEMORY_SHARE), room),
-        )
 
     def _last_good_checkpoint(self, server: str) -> str | None:
         good = [d for d in catalog.disk_points(self.store, self.workload.id, status="good") if d.server == server]
@@ -481,6 +486,15 @@ class Replicator:
         ]
         fulls = [i for i, d in enumerate(good) if d.kind == "full"]
         return good[fulls[-1] :] if fulls else good
+
+
+@dataclass
+class Survey:
+    """A source host's state for one server's run: its staging files (path → size, in either place) and how many
+    bytes memory staging may take there (the least of MemAvailable's share and /dev/shm's room; 0 without either)."""
+
+    staged: dict[str, int]
+    memory_free: int
 
 
 @dataclass

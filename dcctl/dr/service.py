@@ -5,12 +5,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any
 
 from dcctl.dr import catalog
+from dcctl.dr.links import Links
 from dcctl.dr.recovery import Recovery, RecoveryResult
 from dcctl.dr.replicate import (
+    DR_SITE_TIMEOUT,
     Progress,
     ProtectedServer,
     ReplicationResult,
@@ -20,6 +22,7 @@ from dcctl.dr.replicate import (
     dr_backend_for,
     new_point_set,
 )
+from dcctl.dr.ssh import SshTarget
 from dcctl.engine.apply import take_locks
 from dcctl.engine.session import Session
 from dcctl.errors import DcctlError, UsageError
@@ -103,7 +106,33 @@ def replicate(
 
 
 def _replicate(session: Session, chosen: list[Workload], progress: Progress, parallel: int) -> list[ReplicationResult]:
-    servers = protected_servers(session, chosen)
+    with Links() as links:
+        _open_links(session, chosen, links)  # while the observation below finds where the servers run
+        return _replicate_servers(session, chosen, protected_servers(session, chosen), links, progress, parallel)
+
+
+def _open_links(session: Session, chosen: list[Workload], links: Links) -> None:
+    """Start connecting to the DR sites and to the libvirt hosts the workloads may run on."""
+    for workload in chosen:
+        tenancy = session.inv.workloads[workload.id][0]
+        with suppress(DcctlError):  # no DR site: _replicate_servers says so
+            links.prefetch(
+                ssh=[(SshTarget.from_uri(dr_backend_for(session.inv, tenancy, workload).uri), DR_SITE_TIMEOUT)]
+            )
+        for backend in session.inv.eligible_backends(tenancy, workload):
+            if isinstance(backend, LibvirtBackend):
+                with suppress(DcctlError):  # a URI not reached over SSH: the server's own run says so
+                    links.prefetch(ssh=[(SshTarget.from_uri(backend.uri), 15.0)], libvirt=[backend])
+
+
+def _replicate_servers(
+    session: Session,
+    chosen: list[Workload],
+    servers: dict[str, list[ProtectedServer]],
+    links: Links,
+    progress: Progress,
+    parallel: int,
+) -> list[ReplicationResult]:
     results: list[ReplicationResult] = []
     jobs: list[tuple[ReplicationResult, Replicator, ProtectedServer, str]] = []
     for workload in chosen:
@@ -125,7 +154,7 @@ def _replicate(session: Session, chosen: list[Workload], progress: Progress, par
         seen = unreachable.get(result.target_backend)
         if seen is not None:
             return ServerResult(server.name, False, error=f"skipped: {seen.error}", hint=seen.hint)
-        res = replicator.replicate(server, point_set)
+        res = replicator.replicate(server, point_set, links)
         if res.target_unreachable:
             unreachable.setdefault(result.target_backend, res)
         _audit(

@@ -406,12 +406,11 @@ class Replicator:
             f"dd of={q(part)} oflag=direct conv=notrunc count=0 status=none 2>/dev/null && o=direct,seek_bytes; "
             f"dd of={q(part)} bs=4M iflag=fullblock oflag=$o seek={have} conv=notrunc status=none"
         )
-        command = (
-            f"set -o pipefail 2>/dev/null; dd if={q(staged)} bs=4M iflag=skip_bytes skip={have} status=none"
-            f" | {remote} {q(writer)}"
-        )
+        # ssh reads the staging file itself (no pipe: 640 MB/s here instead of 490), from byte ``have``: dd moves the
+        # offset of the descriptor they share, and copies nothing
+        command = f"{{ dd iflag=skip_bytes skip={have} count=0 status=none && {remote} {q(writer)}; }} < {q(staged)}"
         shipping = time.monotonic()
-        rc, _, err = src.run(f"bash -c {q(command)}", check=False, timeout=self.timeout)
+        rc, _, err = src.run(command, check=False, timeout=self.timeout)
         shipment = Shipment(seconds=time.monotonic() - shipping)
         reached: int | None = None
         try:

@@ -165,15 +165,15 @@ class Ssh:
         coreutils'. ``direct`` reads the file past the page cache where the file system allows (what the storage
         holds, not what the host remembers writing)."""
         p = q(path)
-        reader = f"cat {p}"
+        command = "if command -v openssl >/dev/null; then h='openssl dgst -sha256 -r'; else h=sha256sum; fi; "
         if direct:
-            direct_read = f"dd if={p} bs=4M iflag=direct status=none"
-            reader = f"if dd if={p} iflag=direct count=0 status=none 2>/dev/null; then {direct_read}; else {reader}; fi"
-        _, out, _ = self.run(
-            f"set -e; if command -v openssl >/dev/null; then h='openssl dgst -sha256 -r'; else h=sha256sum; fi; "
-            f"{{ {reader}; }} | $h",
-            timeout=timeout,
-        )
+            past_cache = f"dd if={p} bs=4M iflag=direct status=none"
+            command += (
+                f"if dd if={p} iflag=direct count=0 status=none 2>/dev/null; then {past_cache}; else cat {p}; fi | $h"
+            )
+        else:
+            command += f"$h < {p}"
+        _, out, _ = self.run(command, timeout=timeout)
         return out.split()[0]
 
 

@@ -4,7 +4,10 @@ the background as soon as the host is known, and shared by the servers' threads.
 A run used to open three connections per server (two SSH, one libvirt), after it had observed where the servers run.
 Opened while that observation runs, and once per host, they cost a run no time of its own (0.13 s of a 1.2 s
 incremental point on the lab) and a host with many protected servers one handshake per kind instead of one per server.
-A connection that fails is reported to each server that needs it; one no server needs is never waited for.
+A connection that fails is reported to each server that needs it; one no server needs is never waited for by the
+run (the process, on exit, lets an opening end: at most its timeout, as the observation of that host takes). A
+command's timeout closes its connection (``Ssh.run``): on a shared one the host's other commands fail with it, as
+they would on the dead link a timeout almost always means.
 """
 
 from __future__ import annotations

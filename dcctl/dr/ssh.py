@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import shlex
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -69,11 +70,17 @@ class SshTarget:
 CONTROL_DIR = "/run/dcctl"
 
 
+#: commands running at once on one connection; more wait for a turn. sshd refuses a connection's sessions past its
+#: MaxSessions (10 unless configured), and the servers of a DR run share one connection per host
+CHANNELS = 8
+
+
 class Ssh:
-    """One SSH connection to a host; ``run`` executes a shell command line there."""
+    """One SSH connection to a host; ``run`` executes a shell command line there (from several threads at once)."""
 
     def __init__(self, target: SshTarget, timeout: float = 15.0) -> None:
         self.target = target
+        self.channels = threading.BoundedSemaphore(CHANNELS)
         self.client = paramiko.SSHClient()
         try:
             self.client.load_host_keys(target.known_hosts)
@@ -121,13 +128,23 @@ class Ssh:
     def run(self, command: str, *, timeout: float = 60.0, check: bool = True) -> tuple[int, str, str]:
         """Run ``command`` with /bin/sh, stdin from /dev/null; returns (exit code, stdout, stderr).
 
-        ``timeout`` bounds the whole call: paramiko waits on a channel without limit once a link has died, so a
-        watchdog closes the connection at the deadline and the call fails (transiently) instead of hanging.
+        ``timeout`` bounds the call from its turn on (see ``CHANNELS``): paramiko waits on a channel without limit once
+        a link has died, so a watchdog closes the connection at the deadline and the call fails (transiently) instead
+        of hanging.
 
         The channel gets no stdin file on purpose: closing one sends EOF outside paramiko's channel lock, so when
         the command has just ended it can reach sshd after the channel's CLOSE, and OpenSSH then drops the whole
         connection ("ieof packet referred to nonexistent channel") and every command sharing it fails.
         """
+        with self.channels:
+            rc, out, err = self._exec(command, timeout)
+        if check and rc != 0:
+            raise TransientError(
+                f"on {self.target.host}: `{_short(command)}` exited {rc}: {err.strip()[-400:] or out.strip()[-400:]}"
+            )
+        return rc, out, err
+
+    def _exec(self, command: str, timeout: float) -> tuple[int, str, str]:
         expired = threading.Event()
 
         def expire() -> None:
@@ -141,7 +158,7 @@ class Ssh:
             transport = self.client.get_transport()
             if transport is None or not transport.is_active():
                 raise paramiko.SSHException("the connection is closed")
-            with transport.open_session(timeout=timeout) as channel:
+            with _open_session(transport, timeout) as channel:
                 channel.settimeout(timeout)
                 channel.exec_command(f"sh -c {q(command)} </dev/null")
                 out = channel.makefile("rb").read().decode(errors="replace")
@@ -154,10 +171,6 @@ class Ssh:
             watchdog.cancel()
         if expired.is_set():
             raise TransientError(f"command on {self.target.host} failed: no answer within {timeout:.0f}s")
-        if check and rc != 0:
-            raise TransientError(
-                f"on {self.target.host}: `{_short(command)}` exited {rc}: {err.strip()[-400:] or out.strip()[-400:]}"
-            )
         return rc, out, err
 
     def sha256(self, path: str, *, timeout: float = 60.0, direct: bool = False) -> str:
@@ -175,6 +188,20 @@ class Ssh:
             command += f"$h < {p}"
         _, out, _ = self.run(command, timeout=timeout)
         return out.split()[0]
+
+
+def _open_session(transport: paramiko.Transport, timeout: float) -> paramiko.Channel:
+    """A new session channel. sshd refuses one past its MaxSessions (10 unless configured), counting sessions whose
+    close it has not finished yet: a refused open is tried again until ``timeout``, a turn coming free meanwhile."""
+    deadline, pause = time.monotonic() + timeout, 0.01
+    while True:
+        try:
+            return transport.open_session(timeout=timeout)
+        except paramiko.SSHException:  # ChannelException, or paramiko's plain one when another thread took it first
+            if not transport.is_active() or time.monotonic() + pause > deadline:
+                raise
+            time.sleep(pause)
+            pause = min(pause * 2, 0.2)
 
 
 def q(value: str) -> str:

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
-from dcctl.dr.ssh import Ssh, SshTarget
+from dcctl.dr.ssh import CONNECT_TIMEOUT, Ssh, SshTarget
 from dcctl.inventory.model import LibvirtBackend
 from dcctl.providers.libvirt.dr import DrHost
 
@@ -58,7 +58,7 @@ class Links:
         for backend in libvirt:
             self._libvirt(backend)
 
-    def ssh(self, target: SshTarget, *, timeout: float = 15.0) -> Ssh:
+    def ssh(self, target: SshTarget, *, timeout: float = CONNECT_TIMEOUT) -> Ssh:
         """The run's SSH connection to ``target`` (its opening error, when it failed)."""
         conn: Ssh = self._ssh(target, timeout).result()
         return conn

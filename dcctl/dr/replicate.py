@@ -32,7 +32,7 @@ from pathlib import PurePosixPath
 
 from dcctl.dr import catalog
 from dcctl.dr.links import Links
-from dcctl.dr.ssh import CONTROL_DIR, Ssh, SshTarget, q
+from dcctl.dr.ssh import CONNECT_TIMEOUT, CONTROL_DIR, Ssh, SshTarget, q
 from dcctl.errors import DcctlError
 from dcctl.inventory import Inventory
 from dcctl.inventory.model import LibvirtBackend, Tenancy, Workload
@@ -189,7 +189,7 @@ class Replicator:
     def _connect(self, server: ProtectedServer, links: Links) -> tuple[Ssh, Ssh, DrHost]:
         """SSH to the source and to the DR host, libvirt on the source: the run's, opened at once."""
         source = SshTarget.from_uri(server.source.uri)
-        links.prefetch(ssh=[(source, 15.0), (self.target_ssh, DR_SITE_TIMEOUT)], libvirt=[server.source])
+        links.prefetch(ssh=[(source, CONNECT_TIMEOUT), (self.target_ssh, DR_SITE_TIMEOUT)], libvirt=[server.source])
         try:
             dst = links.ssh(self.target_ssh, timeout=DR_SITE_TIMEOUT)
         except ProviderError as exc:

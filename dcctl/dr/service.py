@@ -22,7 +22,7 @@ from dcctl.dr.replicate import (
     dr_backend_for,
     new_point_set,
 )
-from dcctl.dr.ssh import SshTarget
+from dcctl.dr.ssh import CONNECT_TIMEOUT, SshTarget
 from dcctl.engine.apply import take_locks
 from dcctl.engine.session import Session
 from dcctl.errors import DcctlError, UsageError
@@ -122,7 +122,7 @@ def _open_links(session: Session, chosen: list[Workload], links: Links) -> None:
         for backend in session.inv.eligible_backends(tenancy, workload):
             if isinstance(backend, LibvirtBackend):
                 with suppress(DcctlError):  # a URI not reached over SSH: the server's own run says so
-                    links.prefetch(ssh=[(SshTarget.from_uri(backend.uri), 15.0)], libvirt=[backend])
+                    links.prefetch(ssh=[(SshTarget.from_uri(backend.uri), CONNECT_TIMEOUT)], libvirt=[backend])
 
 
 def _replicate_servers(

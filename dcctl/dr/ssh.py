@@ -70,6 +70,8 @@ class SshTarget:
 CONTROL_DIR = "/run/dcctl"
 
 
+#: seconds to wait for a host's SSH to answer and authenticate
+CONNECT_TIMEOUT = 15.0
 #: commands running at once on one connection; more wait for a turn. sshd refuses a connection's sessions past its
 #: MaxSessions (10 unless configured), and the servers of a DR run share one connection per host
 CHANNELS = 8
@@ -78,7 +80,7 @@ CHANNELS = 8
 class Ssh:
     """One SSH connection to a host; ``run`` executes a shell command line there (from several threads at once)."""
 
-    def __init__(self, target: SshTarget, timeout: float = 15.0) -> None:
+    def __init__(self, target: SshTarget, timeout: float = CONNECT_TIMEOUT) -> None:
         self.target = target
         self.channels = threading.BoundedSemaphore(CHANNELS)
         self.client = paramiko.SSHClient()

@@ -150,23 +150,23 @@ def apply_plan(
     return result
 
 
-def take_locks(store: Store, backends: list[str], holder: Holder, run_id: int | None, events: EventHandler) -> None:
+def take_locks(store: Store, names: list[str], holder: Holder, run_id: int | None, events: EventHandler) -> None:
     """Take the locks (backends, or ``dr:<workload>`` for DR work); a lock left by a dead dcctl process on this
     machine is taken over (and said so)."""
-    for backend, old in store.locks().items():
-        if backend in backends and old.alive() is False:
-            store.break_lock(backend)
+    for name, old in store.locks().items():
+        if name in names and old.alive() is False:
+            store.break_lock(name)
             audit.record(
                 store,
                 audit.AuditEvent(
                     "lock.takeover",
-                    backend,
+                    name,
                     "succeeded",
                     detail={"run_id": run_id, "previous_holder": old.describe(), "command": holder.command},
                 ),
             )
-            events(Event(EventKind.LOCK_TAKEN_OVER, message=f"lock of {backend} held by a dead run: {old.describe()}"))
-    store.lock(backends, holder, run_id)
+            events(Event(EventKind.LOCK_TAKEN_OVER, message=f"lock of {name} held by a dead run: {old.describe()}"))
+    store.lock(names, holder, run_id)
 
 
 def _run_one(

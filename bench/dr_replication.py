@@ -37,6 +37,7 @@ sys.path.insert(0, str(ROOT))
 from dcctl.dr import service  # noqa: E402
 from dcctl.dr.replicate import Replicator, Shipment  # noqa: E402
 from dcctl.dr.ssh import CONTROL_DIR, Ssh, SshTarget, q  # noqa: E402
+from dcctl.dr.transfer import Sent  # noqa: E402
 from dcctl.engine.session import Session  # noqa: E402
 from tests.integration.guest import shell  # noqa: E402
 
@@ -65,11 +66,11 @@ class StreamClock:
         self.spans: list[tuple[float, float, int]] = []
         original = Replicator._stream
 
-        def timed(replicator: Replicator, *args: Any, **kwargs: Any) -> Shipment:
+        def timed(replicator: Replicator, *args: Any, **kwargs: Any) -> tuple[Sent, Shipment]:
             started = time.monotonic()
-            shipment = original(replicator, *args, **kwargs)
+            sent, shipment = original(replicator, *args, **kwargs)
             self.spans.append((started, time.monotonic(), shipment.bytes))
-            return shipment
+            return sent, shipment
 
         Replicator._stream = timed  # type: ignore[method-assign]
 

@@ -15,8 +15,9 @@ from pathlib import PurePosixPath
 from typing import Any
 
 from dcctl.dr import catalog
-from dcctl.dr.replicate import Progress, _quiet, digests, staging_path
+from dcctl.dr.replicate import Progress, _quiet, staging_path
 from dcctl.dr.ssh import Ssh, SshTarget, q
+from dcctl.dr.transfer import receive_command, send
 from dcctl.errors import DcctlError
 from dcctl.inventory import Inventory
 from dcctl.inventory.model import LibvirtBackend, Workload
@@ -280,15 +281,19 @@ class Recovery:
                         overlay = str(PurePosixPath(top).parent / "failover.qcow2")
                         staged = staging_path(source, server, disk, f"failback-{point.point_set}")
                         self.progress(f"failback: {server}/{disk}: carrying the DR site's writes back")
-                        src.run(f"mkdir -p {q(str(PurePosixPath(staged).parent))}")
-                        remote = " ".join(q(a) for a in source_ssh.openssh_command())
-                        push = f"set -o pipefail; cat {q(overlay)} | {remote} {q(f'cat > {staged}')}"
-                        dst.run(f"bash -c {q(push)}")
-                        want, got = digests(dst, overlay, src, staged, timeout=600)
-                        if want != got:
-                            raise DcctlError(
-                                f"failback of {server}/{disk}: checksum mismatch", hint="run failback again"
-                            )
+                        src.run(f"rm -f {q(staged)}")  # left by an interrupted failback: this one starts over
+                        sent = send(
+                            dst,
+                            overlay,
+                            0,
+                            source_ssh.openssh_command(),
+                            receive_command(staged),
+                            timeout=3600,
+                            hash_timeout=600,
+                        )
+                        if not sent.ok:
+                            why = "checksum mismatch" if sent.received else sent.error[-200:] or f"exit {sent.rc}"
+                            raise DcctlError(f"failback of {server}/{disk}: {why}", hint="run failback again")
                         src.run(
                             f"qemu-img rebase -u -F qcow2 -b {q(live[disk])} {q(staged)} && "
                             f"qemu-img commit -q {q(staged)} && rm -f {q(staged)}"

@@ -6,12 +6,13 @@ For each server of a protected workload, on its host:
    time, then only the blocks changed since the previous good point's checkpoint (QEMU dirty bitmaps). The backup
    lands in a staging file on the source host: a qcow2 holding just those clusters, in memory (/dev/shm) when it fits
    in a share of the host's free memory, else on disk (the backend's ``dr_staging`` can also fix the place).
-2. **Ship.** The source host streams that file straight to the DR host over OpenSSH (the DR backend's key and
-   known_hosts; host keys verified), appending to a ``.part`` file that the DR host writes past its page cache
-   (O_DIRECT, where the file system allows); an interrupted transfer resumes at the bytes already there.
-3. **Verify.** SHA-256 of the staging file and of the replica, read back from the DR host's storage, must match, and
-   ``qemu-img check`` must pass; an incremental is then rebased onto its parent, forming a chain (full ← inc ← inc…).
-   Only now is the point *good*.
+2. **Chain.** The staging file passes ``qemu-img check``, and an incremental is rebased onto its parent's replica
+   (header only), so the replica arrives as it will stay: full ← inc ← inc….
+3. **Ship and verify** (``dcctl.dr.transfer``). The source host streams that file straight to the DR host over
+   OpenSSH (the DR backend's key and known_hosts; host keys verified) into a ``.part`` file, which the DR host writes
+   past its page cache (O_DIRECT, where the file system allows) and hashes as it writes; the source hashes its file
+   meanwhile. An interrupted transfer resumes at the bytes already there (read back into the hash). The two SHA-256s
+   must match; only then is the point *good*, and its checksum is the replica file's.
 4. **Retain.** The chain keeps ``retention.points`` points and ``retention.days`` days (the oldest two are merged with
    ``qemu-img commit``); older checkpoints are dropped from the domain.
 
@@ -33,6 +34,7 @@ from pathlib import PurePosixPath
 from dcctl.dr import catalog
 from dcctl.dr.links import Links
 from dcctl.dr.ssh import CONNECT_TIMEOUT, CONTROL_DIR, Ssh, SshTarget, q
+from dcctl.dr.transfer import Sent, receive_command, send
 from dcctl.errors import DcctlError
 from dcctl.inventory import Inventory
 from dcctl.inventory.model import LibvirtBackend, Tenancy, Workload
@@ -254,7 +256,9 @@ class Replicator:
                 continue
             self.progress(f"{d.server}/{d.disk}: resuming the transfer of point {d.point_set}")
             stream_ready.result()
-            self._ship_and_verify(server, d.id, staged, survey.staged[staged], d.target_path, d.parent_id, src, dst)
+            parent = next((p for p in catalog.disk_points(self.store) if p.id == d.parent_id), None)
+            src.run(f"{_chain_command(staged, parent)}true")  # a no-op unless the point predates chaining at the source
+            self._ship_and_verify(server, d.id, staged, survey.staged[staged], d.target_path, src, dst, resume=True)
 
     def _take_and_ship(
         self,
@@ -300,8 +304,8 @@ class Replicator:
 
         def ship(disk: Disk) -> tuple[int, Shipment]:
             staged = targets[disk.target]
-            file_size, size, changed = self._measure(src, staged, incremental is not None)
             parent = parents.get(disk.target) if incremental else None
+            file_size, size, changed = self._measure_and_chain(src, staged, parent)
             target_path = f"{replica_dir(self.target, self.workload.id, server.name, disk.target)}/{point_set}.qcow2"
             point_id = catalog.add_disk_point(
                 self.store,
@@ -320,8 +324,7 @@ class Replicator:
                 size_bytes=size,
                 changed_bytes=changed,
             )
-            parent_id = parent.id if parent else None
-            return changed, self._ship_and_verify(server, point_id, staged, file_size, target_path, parent_id, src, dst)
+            return changed, self._ship_and_verify(server, point_id, staged, file_size, target_path, src, dst)
 
         changed_total = 0
         shipped = Shipment()
@@ -336,15 +339,21 @@ class Replicator:
         return good[-1].checkpoint if good else None
 
     @staticmethod
-    def _measure(src: Ssh, staged: str, incremental: bool) -> tuple[int, int, int]:
-        """(staging file's size, virtual size, bytes of data in this point), in one round trip: an incremental's
-        own clusters are those at depth 0."""
-        _, out, _ = src.run(f"stat -c %s {q(staged)} && qemu-img map -U --output=json {q(staged)}")
-        file_size, _, listing = out.partition("\n")
+    def _measure_and_chain(src: Ssh, staged: str, parent: catalog.DiskPoint | None) -> tuple[int, int, int]:
+        """(staging file's size, virtual size, bytes of data in this point), after checking the staging file and
+        chaining it to its parent's replica, in one round trip. An incremental's own clusters are those at depth 0.
+
+        The chain is set here, not at the DR site, so the replica arrives as it stays, and the catalog's SHA-256 is
+        the replica file's; and a check here, of the bytes the replica will equal, spares the DR host one."""
+        _, out, _ = src.run(
+            f"qemu-img map -U --output=json {q(staged)} && qemu-img check -U -q {q(staged)} && "
+            f"{_chain_command(staged, parent)}stat -c %s {q(staged)}"
+        )
+        listing, _, file_size = out.strip().rpartition("\n")
         extents = json.loads(listing)
         size = max((e["start"] + e["length"] for e in extents), default=0)
-        changed = sum(e["length"] for e in extents if e.get("data") and (not incremental or e.get("depth", 0) == 0))
-        return int(file_size), size, changed
+        own = sum(e["length"] for e in extents if e.get("data") and (parent is None or e.get("depth", 0) == 0))
+        return int(file_size), size, own
 
     def _ship_and_verify(
         self,
@@ -353,83 +362,71 @@ class Replicator:
         staged: str,
         size: int,
         target_path: str,
-        parent_id: int | None,
         src: Ssh,
         dst: Ssh,
+        *,
+        resume: bool = False,
     ) -> Shipment:
-        """Stream the staging file (``size`` bytes) to the DR host, resuming a partial copy; verify, chain, mark
-        good."""
+        """Stream the staging file (``size`` bytes) to the DR host, resuming a partial copy; verify, mark good."""
         part = target_path + ".part"
-        _, out, _ = dst.run(f"mkdir -p {q(str(PurePosixPath(target_path).parent))} && {{ {_size_or_zero(part)}; }}")
-        have = int(out.strip() or 0)
-        digest_timeout = 60 + size / (50 * 2**20)  # a digest reads the file: allow 50 MiB/s
-        if have > size:
-            dst.run(f"rm -f {q(part)}")
-            have = 0
-        shipment = Shipment()
-        if have < size:
-            shipment = self._stream(server, point_id, staged, size, part, have, src, dst)
-        # after the stream, not during it: a digest competes with the stream's ciphers for CPU, and the replica's
-        # digest (which must wait for the stream) takes as long as the source's
-        want, got = digests(src, staged, dst, part, timeout=digest_timeout)
-        if got != want:
+        have = 0  # a new point's part file does not exist yet (its name is the run's)
+        if resume:
+            _, out, _ = dst.run(_size_or_zero(part))
+            have = int(out.strip() or 0)
+            if have > size:
+                dst.run(f"rm -f {q(part)}")
+                have = 0
+        sent, shipment = self._stream(server, point_id, staged, size, part, have, src, dst)
+        if sent.received is not None and sent.received[1] != sent.sha256:
             dst.run(f"rm -f {q(part)}")
             src.run(f"rm -f {q(staged)}", check=False)  # the point is given up: its staging goes too
             catalog.mark_point(self.store, point_id, "failed")
             raise ProviderTransferError(
-                f"checksum mismatch for {PurePosixPath(target_path).name}: source {want[:12]}…, replica {got[:12]}…",
+                f"checksum mismatch for {PurePosixPath(target_path).name}: source {sent.sha256[:12]}…, "
+                f"replica {sent.received[1][:12]}…",
                 hint="the replica was discarded; replicate again",
             )
-        chain = ""
-        if parent_id is not None:
-            parent = next(d for d in catalog.disk_points(self.store) if d.id == parent_id)
-            chain = f"qemu-img rebase -u -F qcow2 -b {q(PurePosixPath(parent.target_path).name)} {q(part)} && "
-        dst.run(f"{chain}qemu-img check -q {q(part)} && mv -f {q(part)} {q(target_path)}")
-        catalog.mark_point(self.store, point_id, "good", verified_at=now(), checksum=f"sha256:{want}")
+        dst.run(f"mv -f {q(part)} {q(target_path)}")
+        catalog.mark_point(self.store, point_id, "good", verified_at=now(), checksum=f"sha256:{sent.sha256}")
         src.run(f"rm -f {q(staged)}")
         return shipment
 
     def _stream(
         self, server: ProtectedServer, point_id: int, staged: str, size: int, part: str, have: int, src: Ssh, dst: Ssh
-    ) -> Shipment:
-        """Stream ``staged`` from byte ``have`` on, source host → DR host; the bytes that arrived are counted in the
-        catalog even when the stream breaks (the next run resumes there)."""
-        remote = " ".join(q(a) for a in self._stream_command(server))
-        # the part's blocks are reserved before they arrive (keeping its size, which says how far a stream got):
-        # ext4 allocating as it goes held a stream to ~470 MiB/s here, reserved ~590 (a stream to /dev/null: ~640)
-        reserve = f"fallocate -n -o {have} -l {size - have} {q(part)} 2>/dev/null; " if size > have else ""
-        # O_DIRECT where the file system allows it: a replica is cold data, and through the page cache each point
-        # takes fresh memory on the host that runs failed-over workloads (on the lab's VM that first touch held the
-        # 1 GiB full point's stream to ~280-440 MB/s; past the cache it ran at ~500, the raw link at ~600)
-        writer = (
-            f": >> {q(part)}; {reserve}o=seek_bytes; "
-            f"dd of={q(part)} oflag=direct conv=notrunc count=0 status=none 2>/dev/null && o=direct,seek_bytes; "
-            f"dd of={q(part)} bs=4M iflag=fullblock oflag=$o seek={have} conv=notrunc status=none"
-        )
-        # ssh reads the staging file itself (no pipe: 640 MB/s here instead of 490), from byte ``have``: dd moves the
-        # offset of the descriptor they share, and copies nothing
-        command = f"{{ dd iflag=skip_bytes skip={have} count=0 status=none && {remote} {q(writer)}; }} < {q(staged)}"
+    ) -> tuple[Sent, Shipment]:
+        """Stream ``staged`` from byte ``have`` on, source host → DR host (``dcctl.dr.transfer``); the bytes that
+        arrived are counted in the catalog even when the stream breaks (the next run resumes there). Raises unless
+        all ``size`` bytes arrived; their digests are the caller's to compare."""
         shipping = time.monotonic()
-        rc, _, err = src.run(command, check=False, timeout=self.timeout)
+        sent = send(
+            src,
+            staged,
+            have,
+            self._stream_command(server),
+            receive_command(part, have, size),
+            timeout=self.timeout,
+            hash_timeout=60 + size / (50 * 2**20),  # allow 50 MiB/s
+        )
         shipment = Shipment(seconds=time.monotonic() - shipping)
-        reached: int | None = None
-        try:
-            _, out, _ = dst.run(_size_or_zero(part), check=False, timeout=20)
-            reached = int(out.strip() or 0)
-        except ProviderError:
-            pass  # the DR site is unreachable: how far it got is read on the next run
+        reached: int | None = sent.received[0] if sent.received else None
+        if reached is None:
+            try:
+                _, out, _ = dst.run(_size_or_zero(part), check=False, timeout=20)
+                reached = int(out.strip() or 0)
+            except ProviderError:
+                pass  # the DR site is unreachable: how far it got is read on the next run
         if reached is not None:
             shipment.bytes = max(0, reached - have)
             self._add_shipped(point_id, shipment.bytes)
-        if rc != 0 or reached != size:
+        if sent.received is None or reached != size:
             where = f"{reached:,} of {size:,} bytes" if reached is not None else f"an unknown byte of {size:,}"
             raise ProviderTransferError(
                 f"transfer of {PurePosixPath(staged).name} to {self.target.id} stopped at {where} "
-                f"({err.strip()[-200:] or f'exit {rc}'})",
+                f"({sent.error[-200:] or f'exit {sent.rc}'})",
                 hint="the next 'dcctl dr replicate' resumes it from there",
                 unreachable=reached is None,
             )
-        return shipment
+        return sent, shipment
 
     def _add_shipped(self, point_id: int, shipped: int) -> None:
         with self.store.transaction() as db:
@@ -514,13 +511,12 @@ def _size_or_zero(path: str) -> str:
     return f"stat -c %s {q(path)} 2>/dev/null || echo 0"
 
 
-def digests(src: Ssh, source: str, dst: Ssh, replica: str, *, timeout: float) -> tuple[str, str]:
-    """SHA-256 of the source file and of its replica, computed on both hosts at once; the replica is read from the
-    storage, not from the page cache (the copy the storage holds is the one a failover will boot)."""
-    with ThreadPoolExecutor(1) as pool:
-        want = pool.submit(src.sha256, source, timeout=timeout)
-        got = dst.sha256(replica, timeout=timeout, direct=True)
-        return want.result(), got
+def _chain_command(staged: str, parent: catalog.DiskPoint | None) -> str:
+    """The shell command (with its ``&&``) making ``staged`` an incremental of its parent's replica (the relative
+    name, as the replicas sit side by side at the DR site), or nothing for a full point."""
+    if parent is None:
+        return ""
+    return f"qemu-img rebase -u -F qcow2 -b {q(PurePosixPath(parent.target_path).name)} {q(staged)} && "
 
 
 class ProviderTransferError(ProviderError):

@@ -289,7 +289,6 @@ class Recovery:
                             source_ssh.openssh_command(),
                             receive_command(staged),
                             timeout=3600,
-                            hash_timeout=600,
                         )
                         if not sent.ok:
                             why = "checksum mismatch" if sent.received else sent.error[-200:] or f"exit {sent.rc}"

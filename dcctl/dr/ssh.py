@@ -175,13 +175,6 @@ class Ssh:
             raise TransientError(f"command on {self.target.host} failed: no answer within {timeout:.0f}s")
         return rc, out, err
 
-    def sha256(self, path: str, *, timeout: float = 60.0) -> str:
-        """SHA-256 of a file on this host: OpenSSL's where installed (SHA-NI: ~4x less CPU than coreutils'), else
-        coreutils'."""
-        command = "if command -v openssl >/dev/null; then h='openssl dgst -sha256 -r'; else h=sha256sum; fi; "
-        _, out, _ = self.run(f"{command}$h < {q(path)}", timeout=timeout)
-        return out.split()[0]
-
 
 def _open_session(transport: paramiko.Transport, timeout: float) -> paramiko.Channel:
     """A new session channel. sshd refuses one past its MaxSessions (10 unless configured), counting sessions whose

@@ -1,15 +1,16 @@
-"""The receiving end of a DR transfer, run for real in a shell: it writes what arrives past the page cache, hashes it
-as it writes, and a resumed transfer's digest covers the whole file (the bytes before the resume read back)."""
+"""Both ends of a DR transfer, run for real in a shell: the receiver writes what arrives past the page cache and
+checksums it as it writes, a resumed transfer's checksum covers the whole file (the bytes before the resume read
+back), and the sender's checksum of its file is the same figure."""
 
 from __future__ import annotations
 
-import hashlib
 import subprocess
+import zlib
 from pathlib import Path
 
 import pytest
 
-from dcctl.dr.transfer import receive_command
+from dcctl.dr.transfer import hostside, receive_command
 
 DATA = bytes(range(256)) * (10 * 2**20 // 256) + b"odd tail"  # 10 MiB and a few bytes: an unaligned end
 
@@ -24,11 +25,11 @@ def resident(path: Path) -> int:
     return int(out.stdout.decode().strip() or 0)
 
 
-def test_the_writer_reports_the_size_and_sha256_of_what_it_wrote_past_the_page_cache(tmp_path: Path) -> None:
+def test_the_receiver_reports_the_size_and_checksum_of_what_it_wrote_past_the_page_cache(tmp_path: Path) -> None:
     part = tmp_path / "replica" / "p1.qcow2.part"  # its directory is made too
     done = receive(receive_command(str(part), 0, len(DATA)), DATA)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.decode().split() == [str(len(DATA)), hashlib.sha256(DATA).hexdigest()]
+    assert done.stdout.decode().split() == [str(len(DATA)), f"crc32:{zlib.crc32(DATA):08x}"]
     assert resident(part) < len(DATA) // 2  # O_DIRECT: at most the unaligned tail went through the cache
     assert part.read_bytes() == DATA
 
@@ -43,7 +44,7 @@ def test_a_resumed_transfer_hashes_the_whole_file(tmp_path: Path, place: str) ->
         assert first.stdout.decode().split()[0] == str(cut)
         rest = receive(receive_command(str(part), cut, len(DATA)), DATA[cut:])
         assert rest.returncode == 0, rest.stderr
-        assert rest.stdout.decode().split() == [str(len(DATA)), hashlib.sha256(DATA).hexdigest()]
+        assert rest.stdout.decode().split() == [str(len(DATA)), f"crc32:{zlib.crc32(DATA):08x}"]
         assert part.read_bytes() == DATA
     finally:
         part.unlink(missing_ok=True)
@@ -54,8 +55,15 @@ def test_a_part_shorter_than_the_resume_offset_is_a_clear_error(tmp_path: Path) 
     part.write_bytes(b"x" * 100)
     done = receive(receive_command(str(part), 4096, 8192), b"y" * 4096)
     assert done.returncode == 1 and done.stdout == b""
-    assert done.stderr.decode().startswith(f"dcctl writer: {part}: shorter than the 4096 bytes")
+    assert done.stderr.decode().startswith(f"dcctl receive: {part}: shorter than the 4096 bytes")
     assert b"Traceback" not in done.stderr
+
+
+def test_the_sender_checksums_its_file_as_the_receiver_does(tmp_path: Path) -> None:
+    source = tmp_path / "staged.qcow2"
+    source.write_bytes(DATA)
+    done = subprocess.run(["/bin/sh", "-c", hostside("checksum", str(source))], capture_output=True, check=True)
+    assert done.stdout.decode().split() == [str(len(DATA)), f"crc32:{zlib.crc32(DATA):08x}"]
 
 
 def test_a_host_without_python3_is_told_what_to_install(tmp_path: Path) -> None:

@@ -19,7 +19,9 @@ Only the standard library, and nothing newer than Python 3.7: it runs on the hos
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import fcntl
 import mmap
 import os
 import queue
@@ -29,6 +31,10 @@ import zlib
 
 BLOCK = 4 * 2**20
 ALIGN = 4096  # O_DIRECT wants offsets, lengths and buffers on this boundary
+#: the stream's pipe from sshd, enlarged from 64 KiB: a 1 GiB stream on the lab took 1.42 s instead of 1.72 (median
+#: of 8, interleaved), sshd and this program waking each other 16 times less often. 1 MiB: Linux's default
+#: /proc/sys/fs/pipe-max-size
+PIPE_SIZE = 2**20
 
 
 class Crc32:
@@ -108,6 +114,8 @@ def receive(path: str, offset: int) -> tuple[int, Crc32]:
             failed.append(exc)
             free.put(None)
 
+    with contextlib.suppress(OSError):  # not a pipe, or a lower limit: the pipe stays as it is
+        fcntl.fcntl(0, getattr(fcntl, "F_SETPIPE_SZ", 1031), PIPE_SIZE)
     worker = threading.Thread(target=checksum_and_write)
     worker.start()
     at = offset

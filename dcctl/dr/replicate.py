@@ -251,6 +251,7 @@ class Replicator:
             places = [staging_path(server.source, d.server, d.disk, d.point_set, p) for p in ("memory", "disk")]
             staged = next((p for p in places if p in survey.staged), None)
             if staged is None:  # memory staging does not survive a reboot of the host; a disk can fail
+                dst.run(f"rm -f {q(d.target_path + '.part')} {q(d.target_path)}")  # what reached the DR site
                 catalog.mark_point(self.store, d.id, "failed")
                 self.progress(f"{d.server}/{d.disk}: point {d.point_set} lost its staging file; marked failed")
                 continue
@@ -280,7 +281,7 @@ class Replicator:
             for d in catalog.disk_points(self.store, self.workload.id, status="good")
             if d.server == server.name
         }
-        base = self._last_good_checkpoint(server.name)
+        base = self._base_checkpoint(server.name, [disk.target for disk in disks])
         incremental = base if base in existing and all(disk.target in parents for disk in disks) else None
         kind = "incremental" if incremental else "full"
         checkpoint = f"dcctl-{point_set}"
@@ -334,9 +335,18 @@ class Replicator:
                 shipped += shipment
         return kind, changed_total, shipped
 
-    def _last_good_checkpoint(self, server: str) -> str | None:
-        good = [d for d in catalog.disk_points(self.store, self.workload.id, status="good") if d.server == server]
-        return good[-1].checkpoint if good else None
+    def _base_checkpoint(self, server: str, disks: list[str]) -> str | None:
+        """The checkpoint the next incremental of ``disks`` starts from: the oldest of their newest good points'.
+
+        A point set whose disks did not all arrive (one given up: its staging was lost) leaves the others' newer
+        than that disk's. The next point then carries every disk's changes since the given-up disk's last good
+        point: what that disk needs, and more than the others need (each is chained onto its own newest point)."""
+        newest = {
+            d.disk: d
+            for d in catalog.disk_points(self.store, self.workload.id, status="good")
+            if d.server == server and d.disk in disks
+        }
+        return min(newest.values(), key=lambda d: (d.taken_at, d.id)).checkpoint if newest else None
 
     @staticmethod
     def _measure_and_chain(src: Ssh, staged: str, parent: catalog.DiskPoint | None) -> tuple[int, int, int]:
@@ -386,9 +396,14 @@ class Replicator:
                 f"replica {sent.received[1]}",
                 hint="the replica was discarded; replicate again",
             )
-        dst.run(f"mv -f {q(part)} {q(target_path)}")
+        # the staging file goes while the replica takes its name (a 100 MiB one in /dev/shm: ~45 ms to free). Should
+        # the rename fail or the run die here, the next run finds the point without its staging file and gives it
+        # up, removing what reached the DR site
+        with ThreadPoolExecutor(1) as pool:
+            removed = pool.submit(src.run, f"rm -f {q(staged)}")
+            dst.run(f"mv -f {q(part)} {q(target_path)}")
+            removed.result()
         catalog.mark_point(self.store, point_id, "good", verified_at=now(), checksum=sent.checksum)
-        src.run(f"rm -f {q(staged)}")
         return shipment
 
     def _stream(
@@ -432,8 +447,8 @@ class Replicator:
             db.execute("UPDATE dr_points SET shipped_bytes = shipped_bytes + ? WHERE id = ?", (shipped, point_id))
 
     def _prune_checkpoints(self, server: ProtectedServer, host: DrHost) -> None:
-        """Keep only the newest good point's checkpoint (the base of the next incremental)."""
-        keep = self._last_good_checkpoint(server.name)
+        """Keep only the base of the next incremental."""
+        keep = self._base_checkpoint(server.name, [disk.target for disk in host.disks(server.name)])
         for checkpoint in host.checkpoints(server.name):
             if checkpoint != keep:
                 host.delete_checkpoint(server.name, checkpoint)

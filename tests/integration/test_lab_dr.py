@@ -158,8 +158,8 @@ def test_a_backend_told_to_stage_on_disk_does(applied: None, lab: Lab, work: Pat
     assert staged_files(lab) == []
 
 
-def test_a_link_cut_mid_transfer_is_resumed(applied: None, lab: Lab, work: Path) -> None:
-    written = write_region(lab, "city", WEB1, 100, 120)
+def replicate_and_cut(lab: Lab, work: Path) -> tuple[str, str]:
+    """A replication whose DR link is cut once more than 10 MiB of web-1's data disk arrived; its stdout, stderr."""
     netns = ["ip", "netns", "exec", lab.hosts["city"]["netns"]]
     subprocess.run(
         [
@@ -179,7 +179,7 @@ def test_a_link_cut_mid_transfer_is_resumed(applied: None, lab: Lab, work: Path)
             "100ms",
         ],
         check=True,
-    )  # 20 MB/s: the 120 MiB point takes seconds, time to cut it
+    )  # 20 MB/s: a 120 MiB point takes seconds, time to cut it
     proc = subprocess.Popen(
         [sys.executable, "-m", "dcctl", "dr", "replicate", str(work / "inv"), "--state", state_of(work)],
         cwd=ROOT,
@@ -204,14 +204,34 @@ def test_a_link_cut_mid_transfer_is_resumed(applied: None, lab: Lab, work: Path)
         subprocess.run([*netns, "tc", "qdisc", "del", "dev", "eth0", "root"], check=False)
     assert proc.returncode == 1, out + err
     assert "stopped at" in out and "resumes" in out
+    time.sleep(2)  # the bridge relearns the DR host
+    return out, err
+
+
+def test_a_link_cut_mid_transfer_is_resumed(applied: None, lab: Lab, work: Path) -> None:
+    written = write_region(lab, "city", WEB1, 100, 120)
+    _, err = replicate_and_cut(lab, work)
     partial = next((dr_root(lab) / WEB1 / "vdb").glob("*.part")).stat().st_size
     assert 0 < partial < 120 * MiB
-    time.sleep(2)  # the bridge relearns the DR host
     again = run(work, "dr", "replicate", str(work / "inv"), "--json", check=True)
     assert "resuming the transfer" in again.stderr
     assert not list((dr_root(lab) / WEB1 / "vdb").glob("*.part"))
     assert replica_region_sha(lab, WEB1, 100, 120) == written
     assert "staged in memory" in err and staged_files(lab) == []  # resumed from memory, then let go
+
+
+def test_a_point_whose_staging_is_lost_is_given_up_and_the_next_one_ships(applied: None, lab: Lab, work: Path) -> None:
+    written = write_region(lab, "city", WEB1, 300, 120)
+    replicate_and_cut(lab, work)
+    [part] = (dr_root(lab) / WEB1 / "vdb").glob("*.part")
+    for staged in staged_files(lab):  # what a reboot of the city host does to memory staging
+        staged.unlink()
+    again = run(work, "dr", "replicate", str(work / "inv"), "--json", check=True)
+    assert "lost its staging file; marked failed" in again.stderr
+    assert not part.exists()  # what reached the DR site of the given-up point went with it
+    assert not list((dr_root(lab) / WEB1).rglob("*.part"))
+    assert replica_region_sha(lab, WEB1, 300, 120) == written  # the next point carried the same blocks
+    assert staged_files(lab) == []
 
 
 def test_drill_boots_the_replica_and_records_rto(applied: None, lab: Lab, work: Path) -> None:

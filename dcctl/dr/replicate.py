@@ -411,7 +411,7 @@ class Replicator:
     ) -> tuple[Sent, Shipment]:
         """Stream ``staged`` from byte ``have`` on, source host → DR host (``dcctl.dr.transfer``); the bytes that
         arrived are counted in the catalog even when the stream breaks (the next run resumes there). Raises unless
-        all ``size`` bytes arrived; their digests are the caller's to compare."""
+        all ``size`` bytes arrived; their checksums are the caller's to compare."""
         shipping = time.monotonic()
         sent = send(
             src,

@@ -39,7 +39,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 from dcctl.dr import service  # noqa: E402
-from dcctl.dr.replicate import Replicator, Shipment  # noqa: E402
+from dcctl.dr.replicate import ReplicationResult, Replicator, Shipment  # noqa: E402
 from dcctl.dr.ssh import CONTROL_DIR, Ssh, SshTarget, q  # noqa: E402
 from dcctl.dr.transfer import Sent  # noqa: E402
 from dcctl.engine.session import Session  # noqa: E402
@@ -87,15 +87,15 @@ def scale(work: Path, state: Path, servers: int) -> None:
             time.sleep(1)
 
 
-def timed_replication(work: Path, state: Path) -> tuple[float, int, int]:
-    """(seconds, bytes changed, bytes on the DR host's link) of one replication of the workload."""
+def replicate_once(work: Path, state: Path) -> tuple[ReplicationResult, float, int]:
+    """One replication of the workload: its result, seconds, and bytes on the DR host's link."""
     before = wire_bytes()
     started = time.monotonic()
     with Session(work / "inv", state_path=state) as s:
         point = service.replicate(s, ["kangping-portal"])[0]
     wall = time.monotonic() - started
     assert point.ok, [x.error for x in point.servers]
-    return wall, sum(x.changed_bytes for x in point.servers), wire_bytes() - before
+    return point, wall, wire_bytes() - before
 
 
 class StreamClock:
@@ -170,9 +170,7 @@ def main(staging: str = "auto") -> None:
                 f"staging on the city's hosts: {staging}; writing the whole 1 GiB data disk in the guest …", flush=True
             )
             guest("dd if=/dev/urandom of=/dev/vdb bs=1M count=1024 conv=fsync 2>/dev/null")
-            with Session(work / "inv", state_path=state) as s:
-                point = service.replicate(s, ["kangping-portal"])[0]
-            assert point.ok, [x.error for x in point.servers]
+            point, _, _ = replicate_once(work, state)
             ship_rate, all_rate = clock.rates()
             ship_rates.append(ship_rate)
             shipped = sum(x.shipped_bytes for x in point.servers)
@@ -195,7 +193,8 @@ def main(staging: str = "auto") -> None:
             change_a_tenth(round_)
             if cache == "cold":
                 drop_caches()
-            dcctl_wall, changed, on_wire = timed_replication(work, state)
+            inc, dcctl_wall, on_wire = replicate_once(work, state)
+            changed = sum(x.changed_bytes for x in inc.servers)
             clock.rates()
             if cache == "cold":
                 drop_caches()
@@ -213,10 +212,10 @@ def main(staging: str = "auto") -> None:
             src.run(f"{ssh_dr} rm -f /srv/dcctl/bench-rsync.qcow2")
         print("scaling the workload to its 2 servers (4 disks) …", flush=True)
         scale(work, state, 2)
-        timed_replication(work, state)  # the new server's full point
+        replicate_once(work, state)  # the new server's full point
         print("changing 10 % of the disk, warm page cache, replicating the 2-server workload …", flush=True)
         change_a_tenth(2)
-        whole_wall, _, _ = timed_replication(work, state)
+        _, whole_wall, _ = replicate_once(work, state)
         clock.rates()
         with Session(work / "inv", state_path=state) as s:
             drill = service.recover(s, "kangping-portal", "drill")

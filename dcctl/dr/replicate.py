@@ -276,12 +276,8 @@ class Replicator:
         if not disks:
             raise DcctlError(f"server {server.name} has no file disks to replicate")
         existing = set(host.checkpoints(server.name))
-        parents = {
-            d.disk: d
-            for d in catalog.disk_points(self.store, self.workload.id, status="good")
-            if d.server == server.name
-        }
-        base = self._base_checkpoint(server.name, [disk.target for disk in disks])
+        parents = self._newest_good(server.name)
+        base = _base_checkpoint(parents, [disk.target for disk in disks])
         incremental = base if base in existing and all(disk.target in parents for disk in disks) else None
         kind = "incremental" if incremental else "full"
         checkpoint = f"dcctl-{point_set}"
@@ -335,18 +331,10 @@ class Replicator:
                 shipped += shipment
         return kind, changed_total, shipped
 
-    def _base_checkpoint(self, server: str, disks: list[str]) -> str | None:
-        """The checkpoint the next incremental of ``disks`` starts from: the oldest of their newest good points'.
-
-        A point set whose disks did not all arrive (one given up: its staging was lost) leaves the others' newer
-        than that disk's. The next point then carries every disk's changes since the given-up disk's last good
-        point: what that disk needs, and more than the others need (each is chained onto its own newest point)."""
-        newest = {
-            d.disk: d
-            for d in catalog.disk_points(self.store, self.workload.id, status="good")
-            if d.server == server and d.disk in disks
-        }
-        return min(newest.values(), key=lambda d: (d.taken_at, d.id)).checkpoint if newest else None
+    def _newest_good(self, server: str) -> dict[str, catalog.DiskPoint]:
+        """Each disk's newest good point: the parent of its next incremental."""
+        good = catalog.disk_points(self.store, self.workload.id, status="good")
+        return {d.disk: d for d in good if d.server == server}
 
     @staticmethod
     def _measure_and_chain(src: Ssh, staged: str, parent: catalog.DiskPoint | None) -> tuple[int, int, int]:
@@ -448,7 +436,7 @@ class Replicator:
 
     def _prune_checkpoints(self, server: ProtectedServer, host: DrHost) -> None:
         """Keep only the base of the next incremental."""
-        keep = self._base_checkpoint(server.name, [disk.target for disk in host.disks(server.name)])
+        keep = _base_checkpoint(self._newest_good(server.name), [disk.target for disk in host.disks(server.name)])
         for checkpoint in host.checkpoints(server.name):
             if checkpoint != keep:
                 host.delete_checkpoint(server.name, checkpoint)
@@ -523,6 +511,17 @@ class Shipment:
 def _size_or_zero(path: str) -> str:
     """The shell command printing a file's size, or 0 when it is not there (a part file before its first byte)."""
     return f"stat -c %s {q(path)} 2>/dev/null || echo 0"
+
+
+def _base_checkpoint(newest: dict[str, catalog.DiskPoint], disks: list[str]) -> str | None:
+    """The checkpoint the next incremental of ``disks`` starts from: the oldest of their newest good points'
+    (``newest``: each disk's).
+
+    A point set whose disks did not all arrive (one given up: its staging was lost) leaves the others' newer than
+    that disk's. The next point then carries every disk's changes since the given-up disk's last good point: what
+    that disk needs, and more than the others need (each is chained onto its own newest point)."""
+    points = [newest[disk] for disk in disks if disk in newest]
+    return min(points, key=lambda d: (d.taken_at, d.id)).checkpoint if points else None
 
 
 def _chain_command(staged: str, parent: catalog.DiskPoint | None) -> str:
